@@ -301,12 +301,12 @@ func (c Config) LogValue() slog.Value {
 		slog.String("robot_username", set(c.RobotUsername)),
 		slog.String("robot_password", set(c.RobotPassword)),
 		slog.Int("signing_keys", len(c.SigningKeys())),
-		slog.Duration("token_ttl", c.TokenTTL.Duration),
-		slog.Duration("refresh_ttl", c.RefreshTTL.Duration),
+		slog.String("token_ttl", c.TokenTTL.String()),
+		slog.String("refresh_ttl", c.RefreshTTL.String()),
 		slog.String("kubeconfig", c.Kubeconfig),
 		slog.String("authz_namespace", c.AuthzNamespace),
 		slog.Any("token_audiences", c.TokenAudiences),
-		slog.Duration("review_cache_ttl", c.ReviewCacheTTL.Duration),
+		slog.String("review_cache_ttl", c.ReviewCacheTTL.String()),
 	)
 }
 

@@ -29,8 +29,13 @@ const APIVersion = "registry/2.0"
 // RetryAfterSeconds is what a 503 asks clients to wait.
 const RetryAfterSeconds = 5
 
+var (
+	apiVersionKey   = http.CanonicalHeaderKey(APIVersionHeader)
+	apiVersionValue = []string{APIVersion}
+)
+
 // SetAPIVersion sets the Docker-Distribution-API-Version header.
-func SetAPIVersion(h http.Header) { h[APIVersionHeader] = []string{APIVersion} }
+func SetAPIVersion(h http.Header) { h[apiVersionKey] = apiVersionValue }
 
 // WriteError writes the registry JSON error shape
 // {"errors":[{"code":…,"message":…}]} with status.

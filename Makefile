@@ -1,0 +1,39 @@
+# qci-appci — make help lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO          ?= go
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+BIN         := bin
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PORT        ?= 8080
+export PORT
+
+.PHONY: help run build test unit lint e2e bench fuzz
+
+help: ## list the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z-]*:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## the demo: the function in front of an in-process registry on :$(PORT), with commands to paste
+	$(GO) run ./cmd/qci-demo
+
+build: ## build bin/qci-appci (static, trimmed) and bin/qci-demo
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/qci-appci ./cmd/qci-appci
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/qci-demo ./cmd/qci-demo
+
+test: lint unit ## the whole suite CI runs: lint, unit tests with -race, end-to-end tests
+
+unit: ## unit and handler tests with the race detector
+	$(GO) test -race -count=1 ./...
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+fuzz: ## fuzz the path, scope and challenge parsers for a while each (FUZZTIME=30s)
+	$(GO) test ./function/registry -run '^$$' -fuzz FuzzParsePath -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./function/registry -run '^$$' -fuzz FuzzParseScopes -fuzztime $${FUZZTIME:-30s}
+
+-include test/*/*.mk

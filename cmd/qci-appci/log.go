@@ -1,0 +1,115 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/qci-appci/qci-appci/function/requestinfo"
+)
+
+// NewLogger returns a JSON logger with the keys Cloud Logging reads:
+// severity, message and time.
+func NewLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.MessageKey:
+				a.Key = "message"
+			case slog.LevelKey:
+				a.Key = "severity"
+				if lvl, ok := a.Value.Any().(slog.Level); ok {
+					a.Value = slog.StringValue(severity(lvl))
+				}
+			}
+			return a
+		},
+	}))
+}
+
+func severity(l slog.Level) string {
+	switch {
+	case l >= slog.LevelError:
+		return "ERROR"
+	case l >= slog.LevelWarn:
+		return "WARNING"
+	case l >= slog.LevelInfo:
+		return "INFO"
+	default:
+		return "DEBUG"
+	}
+}
+
+// AccessLog writes one line per request: method, path, status, bytes,
+// duration, user and upstream status, as Cloud Logging's httpRequest. The
+// query is left out: it may hold a scope, never needed, and a client could
+// put anything there.
+func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ctx, info := requestinfo.With(r.Context())
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			status := rec.status
+			if p := recover(); p != nil {
+				status = 499 // aborted mid-answer: the client saw a broken response
+				defer panic(p)
+			}
+			log.LogAttrs(ctx, slog.LevelInfo, "request",
+				slog.Group("httpRequest",
+					slog.String("requestMethod", r.Method),
+					slog.String("requestUrl", r.URL.EscapedPath()),
+					slog.Int("status", status),
+					slog.String("responseSize", strconv.FormatInt(rec.bytes, 10)),
+					slog.String("latency", strconv.FormatFloat(time.Since(start).Seconds(), 'f', 6, 64)+"s"),
+					slog.String("remoteIp", r.RemoteAddr),
+					slog.String("userAgent", r.UserAgent()),
+					slog.String("protocol", r.Proto),
+				),
+				slog.String("user", info.User),
+				slog.Int("upstream_status", info.UpstreamStatus),
+			)
+		}()
+		next.ServeHTTP(rec, r.WithContext(ctx))
+	})
+}
+
+// recorder notes the status and size of an answer. It keeps Flush and
+// ReadFrom reachable (http.ResponseController unwraps it), so streaming and
+// the kernel's splice still work through it.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader && code >= 200 {
+		r.status, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.wroteHeader = true
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush forwards to the real writer, for httputil.ReverseProxy's
+// FlushInterval -1.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

@@ -1,0 +1,324 @@
+// Package auth is qci-appci's token endpoint, /v2/auth: it parses a
+// docker-style GET (Basic auth) or an OAuth2 POST (password or refresh_token
+// grant), logs the user in as the robot or with a cluster token, and issues
+// our access token for the granted scopes.
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/publicurl"
+	"github.com/qci-appci/qci-appci/function/registry"
+	"github.com/qci-appci/qci-appci/function/requestinfo"
+	"github.com/qci-appci/qci-appci/function/token"
+)
+
+// MaxFormBytes bounds a POSTed form.
+const MaxFormBytes = 64 << 10
+
+// Options configure the token endpoint.
+type Options struct {
+	// Repository is the one repository served: the only grantable scope.
+	Repository string
+	// Robot checks the robot credentials.
+	Robot *login.Robot
+	// Cluster logs cluster users in; nil when cluster login is off.
+	Cluster ClusterLogin
+	// Issuer signs the tokens.
+	Issuer *token.Issuer
+	// Public resolves the public host: token issuer and audience.
+	Public publicurl.Resolver
+	// Logger receives one line per login, never a secret.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// ClusterLogin is what the endpoint needs of a cluster: log in with a token,
+// and re-authorize a known user on refresh.
+type ClusterLogin interface {
+	Login(ctx context.Context, token string) (login.Identity, error)
+	Authorize(ctx context.Context, id login.Identity) error
+}
+
+// Handler serves /v2/auth.
+type Handler struct{ opts Options }
+
+// New returns the token endpoint.
+func New(opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Handler{opts: opts}
+}
+
+// request is a parsed token request.
+type request struct {
+	grant        string // "password" or "refresh_token"
+	username     string
+	password     string
+	refreshToken string
+	scopes       []string
+	wantRefresh  bool
+}
+
+// response is the token answer; token and access_token are the same JWT.
+type response struct {
+	Token        string `json:"token"`
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int64  `json:"expires_in"`
+	IssuedAt     string `json:"issued_at"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+var (
+	allowAuth      = []string{"GET, POST"}
+	basicChallenge = []string{`Basic realm="qci-appci"`}
+)
+
+// errBadRequest marks a request that cannot be parsed.
+var errBadRequest = errors.New("bad token request")
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var req request
+	var err error
+	switch r.Method {
+	case http.MethodGet:
+		req, err = parseGet(r)
+	case http.MethodPost:
+		req, err = parsePost(w, r)
+	default:
+		w.Header()["Allow"] = allowAuth
+		registry.WriteError(w, http.StatusMethodNotAllowed, registry.CodeUnsupported,
+			"method "+r.Method+" is not supported on /v2/auth: use GET with Basic auth or POST an OAuth2 form")
+		return
+	}
+	if err != nil {
+		if errors.Is(err, errBadRequest) {
+			registry.WriteError(w, http.StatusBadRequest, registry.CodeUnsupported, err.Error())
+			return
+		}
+		h.unauthorized(w, "credentials required: log in with a username and password (robot, or any user name with a cluster token)")
+		return
+	}
+	_, host, ok := h.opts.Public.Resolve(r)
+	if !ok {
+		registry.WriteError(w, http.StatusBadRequest, registry.CodeUnsupported, "invalid Host header")
+		return
+	}
+	sub, how, err := h.authenticate(r.Context(), req, host)
+	log := h.opts.Logger.With("user", sub.Name, "login", how, "grant_type", req.grant, "remote", clientAddr(r))
+	if sub.Name != "" {
+		requestinfo.SetUser(r.Context(), sub.Name)
+	}
+	if err != nil {
+		h.loginFailed(w, r, log, err)
+		return
+	}
+	h.issue(w, r, log, req, host, sub)
+}
+
+func parseGet(r *http.Request) (request, error) {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return request{}, login.ErrBadCredentials
+	}
+	q := r.URL.Query()
+	return request{
+		grant:       "password",
+		username:    user,
+		password:    pass,
+		scopes:      q["scope"],
+		wantRefresh: q.Get("offline_token") == "true",
+	}, nil
+}
+
+func parsePost(w http.ResponseWriter, r *http.Request) (request, error) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || ct != "application/x-www-form-urlencoded" {
+		return request{}, errorf("POST /v2/auth needs an application/x-www-form-urlencoded body")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxFormBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return request{}, errorf("form body larger than 64 KiB")
+		}
+		return request{}, errorf("reading the form body failed")
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return request{}, errorf("malformed form body")
+	}
+	req := request{grant: form.Get("grant_type"), scopes: form["scope"]}
+	switch req.grant {
+	case "password":
+		req.username, req.password = form.Get("username"), form.Get("password")
+		req.wantRefresh = true
+		if req.password == "" {
+			return request{}, login.ErrBadCredentials
+		}
+	case "refresh_token":
+		req.refreshToken = form.Get("refresh_token")
+		if req.refreshToken == "" {
+			return request{}, login.ErrBadCredentials
+		}
+	case "":
+		return request{}, errorf("grant_type is required (password or refresh_token)")
+	default:
+		return request{}, errorf("unsupported grant_type " + safeQuote(req.grant) + ": use password or refresh_token")
+	}
+	return req, nil
+}
+
+func errorf(msg string) error { return &badRequest{msg} }
+
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string        { return e.msg }
+func (e *badRequest) Is(target error) bool { return target == errBadRequest }
+
+// authenticate logs the request in and says who and how.
+func (h *Handler) authenticate(ctx context.Context, req request, host string) (token.Subject, string, error) {
+	if req.grant == "refresh_token" {
+		return h.refresh(ctx, req.refreshToken, host)
+	}
+	if h.opts.Robot.Is(req.username) {
+		// The robot's name is reserved: a wrong password is never a cluster token.
+		if err := h.opts.Robot.Check(req.username, req.password); err != nil {
+			return token.Subject{Name: req.username}, "robot", err
+		}
+		return token.Subject{Name: req.username, Login: token.LoginRobot}, "robot", nil
+	}
+	if h.opts.Cluster == nil {
+		return token.Subject{Name: req.username}, "cluster", errClusterOff
+	}
+	id, err := h.opts.Cluster.Login(ctx, req.password)
+	sub := token.Subject{Name: id.Name, Login: token.LoginCluster, UID: id.UID, Groups: id.Groups, Extra: id.Extra}
+	return sub, "cluster", err
+}
+
+var errClusterOff = errors.New("cluster login is off (no QCI_KUBECONFIG, not in a cluster)")
+
+func (h *Handler) refresh(ctx context.Context, raw, host string) (token.Subject, string, error) {
+	claims, err := h.opts.Issuer.Keys.Verify(raw, host, token.KindRefresh, h.opts.Now())
+	if err != nil {
+		return token.Subject{}, "refresh", errors.Join(login.ErrBadCredentials, err)
+	}
+	sub := token.SubjectOf(claims)
+	switch sub.Login {
+	case token.LoginRobot:
+		if !h.opts.Robot.Is(sub.Name) { // the robot was renamed since
+			return sub, "refresh", login.ErrBadCredentials
+		}
+		return sub, "refresh", nil
+	case token.LoginCluster:
+		if h.opts.Cluster == nil {
+			return sub, "refresh", errClusterOff
+		}
+		err := h.opts.Cluster.Authorize(ctx, login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra})
+		return sub, "refresh", err
+	default:
+		return sub, "refresh", login.ErrBadCredentials
+	}
+}
+
+func (h *Handler) loginFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	ctx := r.Context()
+	switch {
+	case errors.Is(err, login.ErrDenied):
+		log.InfoContext(ctx, "login denied", "error", err)
+		registry.WriteError(w, http.StatusForbidden, registry.CodeDenied,
+			"authenticated, but not allowed to pull: the user needs get on imagestreams/layers in the authorization namespace")
+	case errors.Is(err, login.ErrUnavailable):
+		log.ErrorContext(ctx, "login failed: cluster unavailable", "error", err)
+		registry.WriteError(w, http.StatusServiceUnavailable, registry.CodeUnavailable,
+			"the cluster that checks tokens is unavailable; try again later")
+	default:
+		log.InfoContext(ctx, "login failed: wrong credentials", "error", err)
+		h.unauthorized(w, "wrong username, password or token")
+	}
+}
+
+func (h *Handler) unauthorized(w http.ResponseWriter, msg string) {
+	w.Header()["Www-Authenticate"] = basicChallenge
+	registry.WriteError(w, http.StatusUnauthorized, registry.CodeUnauthorized, msg)
+}
+
+func (h *Handler) issue(w http.ResponseWriter, r *http.Request, log *slog.Logger, req request, host string, sub token.Subject) {
+	now := h.opts.Now()
+	grant := registry.Grant(registry.ParseScopes(req.scopes), h.opts.Repository)
+	access, err := h.opts.Issuer.Access(host, sub, grant, now)
+	if err != nil {
+		log.ErrorContext(r.Context(), "signing failed", "error", err)
+		registry.WriteError(w, http.StatusInternalServerError, registry.CodeUnavailable, "could not sign a token")
+		return
+	}
+	resp := response{
+		Token:       access.Raw,
+		AccessToken: access.Raw,
+		ExpiresIn:   int64(h.opts.Issuer.AccessTTL / time.Second),
+		IssuedAt:    access.Claims.IssuedAt.UTC().Format(time.RFC3339),
+	}
+	if req.wantRefresh && req.grant == "password" {
+		refresh, err := h.opts.Issuer.Refresh(host, sub, now)
+		if err != nil {
+			log.ErrorContext(r.Context(), "signing failed", "error", err)
+			registry.WriteError(w, http.StatusInternalServerError, registry.CodeUnavailable, "could not sign a token")
+			return
+		}
+		resp.RefreshToken = refresh.Raw
+	}
+	scopes := make([]string, len(grant))
+	for i, s := range grant {
+		scopes[i] = s.String()
+	}
+	log.InfoContext(r.Context(), "login", "granted", scopes, "refresh_token", resp.RefreshToken != "")
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	registry.SetAPIVersion(hdr)
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// clientAddr is where the request came from: the first X-Forwarded-For hop
+// set by the platform's front end, else the peer.
+func clientAddr(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		first, _, _ := strings.Cut(xff, ",")
+		return strings.TrimSpace(first)
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// safeQuote quotes at most 64 bytes of s for an error message.
+func safeQuote(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return `"` + strings.Map(func(r rune) rune {
+		if r < 0x20 || r == '"' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s) + `"`
+}

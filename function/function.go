@@ -1,0 +1,117 @@
+// Package function is qci-appci: a registry front door that logs people in
+// with the upstream robot's credentials or a cluster token, issues its own
+// short-lived JWTs, and streams reads of one upstream repository to holders
+// of those tokens. New wires the auth handler and the streaming proxy
+// handler onto their routes; init registers the function with the Functions
+// Framework as "QCIAppCI".
+package function
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/qci-appci/qci-appci/function/auth"
+	"github.com/qci-appci/qci-appci/function/config"
+	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/proxy"
+	"github.com/qci-appci/qci-appci/function/publicurl"
+	"github.com/qci-appci/qci-appci/function/registry"
+	"github.com/qci-appci/qci-appci/function/token"
+	"github.com/qci-appci/qci-appci/function/upstream"
+)
+
+// New validates cfg and returns the function's handler. It contacts
+// nothing: the upstream token and the cluster clients come on first use.
+func New(cfg config.Config) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	keys, err := token.NewKeys(cfg.SigningKeys())
+	if err != nil {
+		return nil, fmt.Errorf("function: %w", err)
+	}
+	public, err := publicurl.New(cfg.ExposedURL)
+	if err != nil {
+		return nil, fmt.Errorf("function: %w", err)
+	}
+	upstreamURL, err := url.Parse(strings.TrimSuffix(cfg.UpstreamURL, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("function: upstream URL: %w", err)
+	}
+	base := upstream.NewTransport()
+	source := upstream.NewTokenSource(upstream.TokenSourceOptions{
+		URL:        upstreamURL,
+		Repository: cfg.UpstreamRepository,
+		Username:   string(cfg.RobotUsername),
+		Password:   string(cfg.RobotPassword),
+		Transport:  base,
+		Logger:     log,
+	})
+	var cluster auth.ClusterLogin
+	if login.ClusterConfigured(cfg.Kubeconfig) {
+		cluster = login.NewCluster(login.ClusterOptions{
+			Kubeconfig: cfg.Kubeconfig,
+			Namespace:  cfg.AuthzNamespace,
+			Audiences:  cfg.TokenAudiences,
+			CacheTTL:   min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
+			Logger:     log,
+		})
+	} else {
+		log.Info("cluster login is off: no QCI_KUBECONFIG and not running in a cluster; only the robot can log in")
+	}
+	authHandler := auth.New(auth.Options{
+		Repository: cfg.UpstreamRepository,
+		Robot:      login.NewRobot(string(cfg.RobotUsername), string(cfg.RobotPassword)),
+		Cluster:    cluster,
+		Issuer:     &token.Issuer{Keys: keys, AccessTTL: cfg.TokenTTL.Duration, RefreshTTL: cfg.RefreshTTL.Duration},
+		Public:     public,
+		Logger:     log,
+	})
+	proxyHandler := proxy.New(proxy.Options{
+		Repository: cfg.UpstreamRepository,
+		Upstream:   upstreamURL,
+		Keys:       keys,
+		Public:     public,
+		Transport:  upstream.NewAuthTransport(base, source),
+		Logger:     log,
+	})
+	return &router{auth: authHandler, proxy: proxyHandler}, nil
+}
+
+// router dispatches on the raw path. It is not an http.ServeMux on purpose:
+// ServeMux cleans paths and redirects, and the proxy must see the raw path.
+type router struct {
+	auth, proxy http.Handler
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.EscapedPath()
+	switch {
+	case p == "/v2/auth":
+		rt.auth.ServeHTTP(w, r)
+	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
+		rt.proxy.ServeHTTP(w, r)
+	case p == "/healthz" || p == "/health":
+		health(w, r)
+	default:
+		registry.WriteError(w, http.StatusNotFound, registry.CodeUnsupported, "not found: this is a registry; use /v2/")
+	}
+}
+
+func health(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		registry.WriteError(w, http.StatusMethodNotAllowed, registry.CodeUnsupported, "use GET")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte("ok\n"))
+}

@@ -1,0 +1,233 @@
+// Package proxy is qci-appci's streaming proxy handler for /v2/…: it checks
+// the method, our JWT and the path, in that order and before anything goes
+// upstream, then forwards the read to the upstream and streams the answer
+// back unbuffered.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/qci-appci/qci-appci/function/publicurl"
+	"github.com/qci-appci/qci-appci/function/registry"
+	"github.com/qci-appci/qci-appci/function/requestinfo"
+	"github.com/qci-appci/qci-appci/function/token"
+	"github.com/qci-appci/qci-appci/function/upstream"
+)
+
+// Options configure the proxy handler.
+type Options struct {
+	// Repository is the one repository served.
+	Repository string
+	// Upstream is the upstream registry's base URL.
+	Upstream *url.URL
+	// Keys verify our access tokens.
+	Keys *token.Keys
+	// Public resolves the public host: token audience and challenge realm.
+	Public publicurl.Resolver
+	// Transport reaches the upstream with the robot's token.
+	Transport http.RoundTripper
+	// Logger receives upstream failures.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Handler serves /v2/ and the registry read routes.
+type Handler struct {
+	opts      Options
+	pullScope string
+	rp        *httputil.ReverseProxy
+}
+
+// New returns the proxy handler.
+func New(opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &Handler{opts: opts, pullScope: registry.PullScope(opts.Repository).String()}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      opts.Transport,
+		FlushInterval:  -1,
+		BufferPool:     newBufferPool(),
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.upstreamError,
+		ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+	return h
+}
+
+var allowRead = []string{"GET, HEAD"}
+
+// publicKey carries the request's public scheme and host to ModifyResponse.
+type publicKey struct{}
+
+type public struct{ scheme, host string }
+
+// ServeHTTP runs the checks of DESIGN.md in order: method, JWT, path, then
+// forwards.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header()["Allow"] = allowRead
+		registry.WriteError(w, http.StatusMethodNotAllowed, registry.CodeUnsupported,
+			"method "+r.Method+" is not supported: this registry is read-only")
+		return
+	}
+	scheme, host, ok := h.opts.Public.Resolve(r)
+	if !ok {
+		registry.WriteError(w, http.StatusBadRequest, registry.CodeUnsupported, "invalid Host header")
+		return
+	}
+	realm := scheme + "://" + host + "/v2/auth"
+	route, perr := registry.ParsePath(r.URL.EscapedPath())
+	scope := ""
+	if route.Repository != "" {
+		scope = "repository:" + route.Repository + ":pull"
+	}
+
+	raw, ok := bearer(r.Header)
+	if !ok {
+		registry.WriteChallenge(w, realm, host, scope, "", "authentication required: log in first")
+		return
+	}
+	claims, err := h.opts.Keys.Verify(raw, host, token.KindAccess, h.opts.Now())
+	if err != nil {
+		registry.WriteChallenge(w, realm, host, scope, registry.ChallengeInvalidToken, "invalid or expired token: log in again")
+		return
+	}
+	requestinfo.SetUser(r.Context(), claims.Subject)
+
+	switch {
+	case errors.Is(perr, registry.ErrNotRoute):
+		registry.WriteError(w, http.StatusNotFound, registry.CodeUnsupported, "not a registry route served here")
+		return
+	case errors.Is(perr, registry.ErrNameInvalid):
+		registry.WriteError(w, http.StatusNotFound, registry.CodeNameInvalid, "invalid repository name")
+		return
+	case route.Kind == registry.KindBase:
+		writeBase(w, r)
+		return
+	case route.Repository != h.opts.Repository:
+		registry.WriteError(w, http.StatusNotFound, registry.CodeNameUnknown,
+			"repository "+route.Repository+" is not served here; only "+h.opts.Repository+" is")
+		return
+	case perr != nil:
+		code := registry.CodeDigestInvalid
+		if route.Kind == registry.KindManifest {
+			code = registry.CodeManifestInvalid
+		}
+		registry.WriteError(w, http.StatusBadRequest, code, "invalid tag or digest "+strconv.Quote(route.Reference))
+		return
+	case !registry.Allows(claims.Access, h.opts.Repository, "pull"):
+		registry.WriteChallenge(w, realm, host, h.pullScope, registry.ChallengeInsufficientScope,
+			"the token does not grant pull on "+h.opts.Repository)
+		return
+	}
+	ctx := context.WithValue(r.Context(), publicKey{}, public{scheme, host})
+	h.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func writeBase(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Length", "2")
+	registry.SetAPIVersion(hdr)
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte("{}"))
+	}
+}
+
+// bearer returns the Bearer token of an Authorization header.
+func bearer(h http.Header) (string, bool) {
+	v := h.Get("Authorization")
+	if len(v) < 7 || !strings.EqualFold(v[:7], "bearer ") {
+		return "", false
+	}
+	tok := strings.TrimSpace(v[7:])
+	return tok, tok != ""
+}
+
+// rewrite aims the outgoing request at the upstream: same (checked) path
+// and query, the upstream's Host, and nothing of the client's credentials.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	out := pr.Out
+	out.URL.Scheme = h.opts.Upstream.Scheme
+	out.URL.Host = h.opts.Upstream.Host
+	out.Host = ""
+	hdr := out.Header
+	delete(hdr, "Authorization")
+	delete(hdr, "Cookie")
+	delete(hdr, "Proxy-Authorization")
+}
+
+// modifyResponse keeps the upstream's own authentication to itself and
+// points a redirect on the upstream's host back at us.
+func (h *Handler) modifyResponse(resp *http.Response) error {
+	ctx := resp.Request.Context()
+	requestinfo.SetUpstreamStatus(ctx, resp.StatusCode)
+	hdr := resp.Header
+	delete(hdr, "Www-Authenticate")
+	delete(hdr, "Set-Cookie")
+	registry.SetAPIVersion(hdr)
+	if loc := hdr.Get("Location"); loc != "" {
+		if u, err := url.Parse(loc); err == nil && u.IsAbs() && strings.EqualFold(u.Host, h.opts.Upstream.Host) {
+			if p, ok := ctx.Value(publicKey{}).(public); ok {
+				u.Scheme, u.Host = p.scheme, p.host
+				hdr.Set("Location", u.String())
+			}
+		}
+	}
+	return nil
+}
+
+// upstreamError answers 503 when the upstream cannot be reached or refuses
+// the robot; a client that went away gets nothing.
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		h.opts.Logger.DebugContext(r.Context(), "client went away", "path", r.URL.Path, "error", err)
+		return
+	}
+	msg := "upstream registry unavailable, try again later"
+	if errors.Is(err, upstream.ErrRobotRefused) {
+		msg = "upstream registry refused this service's credentials; try again later"
+		h.opts.Logger.ErrorContext(r.Context(), "upstream refused the robot", "path", r.URL.Path, "error", err)
+	} else {
+		h.opts.Logger.ErrorContext(r.Context(), "upstream unavailable", "path", r.URL.Path, "error", err)
+	}
+	registry.WriteError(w, http.StatusServiceUnavailable, registry.CodeUnavailable, msg)
+}
+
+// bufferSize is the copy buffer of a proxied body.
+const bufferSize = 64 << 10
+
+// bufferPool implements httputil.BufferPool without allocating on Put.
+type bufferPool struct{ pool sync.Pool }
+
+var _ httputil.BufferPool = (*bufferPool)(nil)
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}}
+}
+
+func (p *bufferPool) Get() []byte { return *(p.pool.Get().(*[]byte)) }
+
+func (p *bufferPool) Put(b []byte) {
+	if cap(b) < bufferSize {
+		return
+	}
+	b = b[:bufferSize]
+	p.pool.Put(&b)
+}

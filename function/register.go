@@ -1,0 +1,46 @@
+package function
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	"github.com/qci-appci/qci-appci/function/config"
+	"github.com/qci-appci/qci-appci/function/registry"
+)
+
+// EntryPoint is the name the function is registered under.
+const EntryPoint = "QCIAppCI"
+
+func init() {
+	functions.HTTP(EntryPoint, NewFromEnv().ServeHTTP)
+}
+
+// FromEnv is a handler built from the environment on its first request, so
+// that registering it costs nothing. When the environment is invalid every
+// request gets 500 with a registry error naming the bad variables.
+type FromEnv struct {
+	once    sync.Once
+	handler http.Handler
+	err     error
+}
+
+// NewFromEnv returns a handler built lazily from the environment.
+func NewFromEnv() *FromEnv { return &FromEnv{} }
+
+func (f *FromEnv) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.once.Do(func() {
+		cfg, err := config.Load()
+		if err != nil {
+			f.err = err
+			return
+		}
+		f.handler, f.err = New(cfg)
+	})
+	if f.err != nil {
+		registry.WriteError(w, http.StatusInternalServerError, registry.CodeUnavailable, f.err.Error())
+		return
+	}
+	f.handler.ServeHTTP(w, r)
+}
