@@ -1,4 +1,7 @@
-package main
+// Package server is what qci-appci's commands share around the function's
+// handler: the http.Server (HTTP/1.1 and h2c, graceful drain) and JSON logs
+// with Cloud Logging's keys and one access line per request.
+package server
 
 import (
 	"io"
