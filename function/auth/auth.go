@@ -121,7 +121,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub, how, err := h.authenticate(r.Context(), req, host)
-	log := h.opts.Logger.With("user", sub.Name, "login", how, "grant_type", req.grant, "remote", clientAddr(r))
+	log := h.opts.Logger.With("user", sub.Name, "username", req.username, "login", how, "grant_type", req.grant,
+		"remote", remoteAddr(r), "forwarded_for", r.Header.Get("X-Forwarded-For"))
 	if sub.Name != "" {
 		requestinfo.SetUser(r.Context(), sub.Name)
 	}
@@ -296,13 +297,9 @@ func (h *Handler) issue(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
-// clientAddr is where the request came from: the first X-Forwarded-For hop
-// set by the platform's front end, else the peer.
-func clientAddr(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		first, _, _ := strings.Cut(xff, ",")
-		return strings.TrimSpace(first)
-	}
+// remoteAddr is the peer's IP; behind Knative or Cloud Run that is the
+// platform's proxy, so the log also keeps X-Forwarded-For as given.
+func remoteAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
