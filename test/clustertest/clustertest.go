@@ -183,7 +183,10 @@ func (s *Server) Deny(user string) {
 }
 
 // SetDown makes the server drop every connection without an answer, as an
-// unreachable API server would look to a client, until SetDown(false).
+// unreachable API server would look to a client, until SetDown(false):
+// kept-alive connections are closed, and a new one is reset as soon as its
+// request arrives, so a client gets a transport error (EOF or reset), never
+// an HTTP status.
 func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -193,22 +196,27 @@ func (s *Server) SetDown(down bool) {
 	}
 }
 
-// SetForbidReviews makes reviews answer 403 Forbidden, as when the caller's
-// service account lacks system:auth-delegator.
+// SetForbidReviews makes reviews answer a 403 Forbidden Status, as when the
+// caller's service account lacks system:auth-delegator, until
+// SetForbidReviews(false).
 func (s *Server) SetForbidReviews(forbid bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.forbid = forbid
 }
 
-// TokenReviews returns every TokenReview received, in order.
+// TokenReviews returns every TokenReview that reached the review, in order,
+// with its spec as the client sent it (token included). Requests refused
+// before it (401, 403, 415, down) are not recorded.
 func (s *Server) TokenReviews() []authenticationv1.TokenReview {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.tokenReviews)
 }
 
-// SubjectAccessReviews returns every SubjectAccessReview received, in order.
+// SubjectAccessReviews returns every SubjectAccessReview that reached the
+// review, in order, with its spec as the client sent it (user, uid, groups,
+// extra, attributes). Requests refused before it are not recorded.
 func (s *Server) SubjectAccessReviews() []authorizationv1.SubjectAccessReview {
 	s.mu.Lock()
 	defer s.mu.Unlock()

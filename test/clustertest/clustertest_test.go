@@ -262,6 +262,15 @@ func TestSubjectAccessReviewNamespace(t *testing.T) {
 	}
 }
 
+func TestNamespaceField(t *testing.T) {
+	s, cfg := start(t)
+	s.Namespace = "team"
+	s.Allow("alice")
+	if st := access(t, accessReviews(t, cfg), pull("alice", nil, "team")); !st.Allowed {
+		t.Errorf("namespace set through the field: status = %+v, want allowed", st)
+	}
+}
+
 func TestSubjectAccessReviewInvalid(t *testing.T) {
 	_, cfg := start(t)
 	c := accessReviews(t, cfg)
