@@ -24,8 +24,9 @@ build: ## build bin/qci-appci (static, trimmed) and bin/qci-demo
 
 test: lint unit ## the whole suite CI runs: lint, unit tests with -race, end-to-end tests
 
-unit: ## unit and handler tests with the race detector
+unit: ## unit and handler tests with the race detector, then the byte-heavy ones without it
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'TestLarge' ./function/...
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
