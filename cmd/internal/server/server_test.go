@@ -1,0 +1,101 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qci-appci/qci-appci/cmd/internal/server"
+	"github.com/qci-appci/qci-appci/function/requestinfo"
+)
+
+func TestAccessLogLine(t *testing.T) {
+	var buf bytes.Buffer
+	log := server.NewLogger(&buf)
+	h := server.AccessLog(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requestinfo.SetUser(r.Context(), "alice")
+		requestinfo.SetUpstreamStatus(r.Context(), 206)
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = io.WriteString(w, "0123456789")
+	}))
+	req, _ := http.NewRequest(http.MethodGet, "http://x/v2/openshift/ci/blobs/sha256:ab?secret=1", nil)
+	req.Header.Set("Authorization", "Bearer s3cr3t-token")
+	rec := &discard{header: http.Header{}}
+	h.ServeHTTP(rec, req)
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("not one JSON line: %q", buf.String())
+	}
+	hr, _ := line["httpRequest"].(map[string]any)
+	if line["severity"] != "INFO" || line["message"] != "request" || line["user"] != "alice" || line["upstream_status"] != float64(206) ||
+		hr["status"] != float64(206) || hr["responseSize"] != "10" || hr["requestMethod"] != "GET" || hr["requestUrl"] != "/v2/openshift/ci/blobs/sha256:ab" {
+		t.Errorf("line = %s", buf.String())
+	}
+	if strings.Contains(buf.String(), "s3cr3t") {
+		t.Errorf("the token reached the log: %s", buf.String())
+	}
+}
+
+type discard struct{ header http.Header }
+
+func (d *discard) Header() http.Header         { return d.header }
+func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// TestServeDrains: after the context ends, a request in flight finishes and
+// new connections are refused.
+func TestServeDrains(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		_, _ = io.WriteString(w, "done")
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(ctx, ln, h, server.NewLogger(io.Discard)) }()
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-started
+	cancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break // refused: the listener is closed
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections after shutdown began")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if body := <-got; body != "done" {
+		t.Errorf("in-flight request got %q", body)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+}
