@@ -48,6 +48,8 @@ type envOptions struct {
 	tokenTTL   time.Duration
 	noCluster  bool
 	upstreamTT time.Duration
+	audiences  []string
+	reviewTTL  time.Duration
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -73,6 +75,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	_, _ = rand.Read(k)
 	e.key = hex.EncodeToString(k)
 	cfg.SigningKey = config.Secret(e.key)
+	cfg.TokenAudiences = o.audiences
+	if o.reviewTTL > 0 {
+		cfg.ReviewCacheTTL = config.NewDuration(o.reviewTTL)
+	}
 	if o.tokenTTL > 0 {
 		cfg.TokenTTL = config.NewDuration(o.tokenTTL)
 	}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/qci-appci/qci-appci/test/clustertest"
 )
 
 var pullScope = url.Values{"scope": {"repository:openshift/ci:pull"}}
@@ -250,5 +252,42 @@ func TestBadTokenRequests(t *testing.T) {
 	}
 	if n := len(e.cluster.TokenReviews()); n != 0 {
 		t.Errorf("bad requests caused %d TokenReviews", n)
+	}
+}
+
+func TestAudienceBoundTokens(t *testing.T) {
+	const aud = "https://registry.ci.example.com"
+	e := newEnv(t, envOptions{audiences: []string{aud}})
+	e.cluster.AddToken("bound-token", clustertest.User{Name: "ci-pod", UID: "uid-pod"}, aud)
+	e.cluster.Allow("ci-pod")
+	if resp, _, body := e.login("ci-pod", "bound-token", pullScope); resp.StatusCode != 200 {
+		t.Errorf("token bound to %s: %d %s", aud, resp.StatusCode, body)
+	}
+	// alice's token has the API server's default audience only.
+	if resp, _, _ := e.login("alice", aliceToken, pullScope); resp.StatusCode != 401 {
+		t.Errorf("default-audience token: %d, want 401", resp.StatusCode)
+	}
+	for _, tr := range e.cluster.TokenReviews() {
+		if len(tr.Spec.Audiences) != 1 || tr.Spec.Audiences[0] != aud {
+			t.Errorf("TokenReview audiences %v, want [%s]", tr.Spec.Audiences, aud)
+		}
+	}
+}
+
+func TestRevokedUserStopsAfterReviewCache(t *testing.T) {
+	e := newEnv(t, envOptions{reviewTTL: time.Nanosecond})
+	if resp, _, _ := e.login("alice", aliceToken, pullScope); resp.StatusCode != 200 {
+		t.Fatalf("login %d", resp.StatusCode)
+	}
+	e.cluster.Revoke("alice")
+	if resp, _, _ := e.login("alice", aliceToken, pullScope); resp.StatusCode != 403 {
+		t.Errorf("after revocation and cache expiry: %d, want 403", resp.StatusCode)
+	}
+	if resp, _, _ := e.login("carol", carolToken, pullScope); resp.StatusCode != 200 {
+		t.Fatalf("carol: %d", resp.StatusCode)
+	}
+	e.cluster.RemoveToken(carolToken)
+	if resp, _, _ := e.login("carol", carolToken, pullScope); resp.StatusCode != 401 {
+		t.Errorf("deleted token: %d, want 401", resp.StatusCode)
 	}
 }
