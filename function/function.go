@@ -79,7 +79,7 @@ func New(cfg config.Config) (http.Handler, error) {
 		Upstream:   upstreamURL,
 		Keys:       keys,
 		Public:     public,
-		Transport:  upstream.NewAuthTransport(base, source),
+		Transport:  upstream.NewAuthTransport(upstream.NewSpliceTransport(base), source),
 		Logger:     log,
 	})
 	return &router{auth: authHandler, proxy: proxyHandler}, nil

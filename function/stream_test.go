@@ -148,8 +148,18 @@ func robotToken(t *testing.T, srv *httptest.Server) string {
 }
 
 func TestBrokenUpstreamBodyAbortsTheClient(t *testing.T) {
-	for _, chunked := range []bool{false, true} {
-		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
+	// Blobs take the splice path, manifests httputil.ReverseProxy: both must abort.
+	for _, c := range []struct {
+		path    string
+		chunked bool
+	}{
+		{"/v2/openshift/ci/blobs/sha256:" + strings.Repeat("a", 64), false},
+		{"/v2/openshift/ci/blobs/sha256:" + strings.Repeat("a", 64), true},
+		{"/v2/openshift/ci/manifests/latest", false},
+		{"/v2/openshift/ci/manifests/latest", true},
+	} {
+		chunked := c.chunked
+		t.Run(fmt.Sprintf("%s chunked=%v", c.path[len("/v2/openshift/ci/"):len("/v2/openshift/ci/")+5], chunked), func(t *testing.T) {
 			_, fn := standIn(t, func(w http.ResponseWriter, r *http.Request) {
 				if !chunked {
 					w.Header().Set("Content-Length", "1048576")
@@ -161,7 +171,7 @@ func TestBrokenUpstreamBodyAbortsTheClient(t *testing.T) {
 			})
 			srv := httptest.NewServer(fn)
 			defer srv.Close()
-			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/openshift/ci/blobs/sha256:"+strings.Repeat("a", 64), nil)
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+c.path, nil)
 			req.Header.Set("Authorization", "Bearer "+robotToken(t, srv))
 			resp, err := srv.Client().Do(req)
 			if err != nil {

@@ -106,6 +106,21 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom keeps the real writer's ReadFrom, and so the kernel's splice of
+// a socket into the client's, reachable through the recorder.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	r.wroteHeader = true
+	var n int64
+	var err error
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
+	}
+	r.bytes += n
+	return n, err
+}
+
 // Unwrap lets http.ResponseController reach the real writer.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 

@@ -1,0 +1,236 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// spliceTransport carries plain-HTTP GETs of blobs on connections of its
+// own, so that a blob's body can go from the upstream's socket to the
+// client's inside the kernel (splice on Linux): the response body it returns
+// implements io.WriterTo, and writing it to a net/http ResponseWriter ends in
+// (*net.TCPConn).ReadFrom of a TCP source. Every other request, and every
+// https upstream, goes to the fallback transport.
+type spliceTransport struct {
+	fallback http.RoundTripper
+	dialer   *net.Dialer
+	idle     chan *rawConn
+	bufs     sync.Pool
+}
+
+var _ http.RoundTripper = (*spliceTransport)(nil)
+
+// maxIdleRaw bounds the kept-alive connections of the splice path.
+const maxIdleRaw = 64
+
+// copyBufferSize is the buffer of the copy when splice is not possible.
+const copyBufferSize = 64 << 10
+
+// NewSpliceTransport wraps fallback with the splice path for blob GETs.
+func NewSpliceTransport(fallback http.RoundTripper) http.RoundTripper {
+	return &spliceTransport{
+		fallback: fallback,
+		dialer:   &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		idle:     make(chan *rawConn, maxIdleRaw),
+		bufs:     sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }},
+	}
+}
+
+// rawConn is one HTTP/1.1 connection to the upstream.
+type rawConn struct {
+	conn *net.TCPConn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	host string
+}
+
+func (t *spliceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" || req.Method != http.MethodGet || !strings.Contains(req.URL.Path, "/blobs/") ||
+		(req.Body != nil && req.Body != http.NoBody) {
+		return t.fallback.RoundTrip(req)
+	}
+	addr := req.URL.Host
+	if req.URL.Port() == "" {
+		addr = net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	for attempt := 0; ; attempt++ {
+		c, reused, err := t.get(req.Context(), addr)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := t.exchange(c, req)
+		if err == nil {
+			return resp, nil
+		}
+		_ = c.conn.Close()
+		// A kept-alive connection the upstream closed meanwhile fails before
+		// any answer: try once more on a new one, as net/http does.
+		if !reused || attempt > 0 || req.Context().Err() != nil {
+			return nil, err
+		}
+	}
+}
+
+// get returns an idle connection to addr, or dials one.
+func (t *spliceTransport) get(ctx context.Context, addr string) (*rawConn, bool, error) {
+	for {
+		select {
+		case c := <-t.idle:
+			if c.host == addr {
+				return c, true, nil
+			}
+			_ = c.conn.Close()
+			continue
+		default:
+		}
+		break
+	}
+	nc, err := t.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		_ = nc.Close()
+		return nil, false, fmt.Errorf("dial %s: not a TCP connection", addr)
+	}
+	return &rawConn{conn: tc, br: bufio.NewReaderSize(tc, 4<<10), bw: bufio.NewWriterSize(tc, 4<<10), host: addr}, false, nil
+}
+
+// put keeps c for reuse, or closes it when the pool is full.
+func (t *spliceTransport) put(c *rawConn) {
+	select {
+	case t.idle <- c:
+	default:
+		_ = c.conn.Close()
+	}
+}
+
+// exchange writes req on c and reads the answer's head. The connection is
+// interrupted when the request's context ends, until the body is closed.
+func (t *spliceTransport) exchange(c *rawConn, req *http.Request) (*http.Response, error) {
+	stop := context.AfterFunc(req.Context(), func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	if err := req.Write(c.bw); err != nil {
+		stop()
+		return nil, fmt.Errorf("write request: %w", err)
+	}
+	if err := c.bw.Flush(); err != nil {
+		stop()
+		return nil, fmt.Errorf("write request: %w", err)
+	}
+	resp, err := http.ReadResponse(c.br, req)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	body := &rawBody{t: t, c: c, stop: stop, keep: !resp.Close}
+	switch {
+	case resp.ContentLength > 0 && len(resp.TransferEncoding) == 0:
+		body.remaining = resp.ContentLength
+		resp.Body = body
+	case resp.ContentLength == 0:
+		body.Close()
+		resp.Body = http.NoBody
+	default: // chunked or until EOF: plain reads, and the connection is not reused
+		body.keep = false
+		resp.Body = &closeWith{ReadCloser: resp.Body, after: body.Close}
+	}
+	return resp, nil
+}
+
+// rawBody is a Content-Length body read off a rawConn.
+type rawBody struct {
+	t         *spliceTransport
+	c         *rawConn
+	stop      func() bool
+	remaining int64
+	keep      bool
+	closed    bool
+	mu        sync.Mutex
+}
+
+var _ io.WriterTo = (*rawBody)(nil)
+
+func (b *rawBody) Read(p []byte) (int, error) {
+	if b.remaining <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remaining {
+		p = p[:b.remaining]
+	}
+	n, err := b.c.br.Read(p)
+	b.remaining -= int64(n)
+	if err == io.EOF && b.remaining > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// WriteTo writes what is buffered, then hands the socket to w's ReadFrom
+// (which splices when w is a net/http HTTP/1.1 ResponseWriter).
+func (b *rawBody) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	if n := b.c.br.Buffered(); n > 0 && b.remaining > 0 {
+		head, _ := b.c.br.Peek(int(min(int64(n), b.remaining)))
+		m, err := w.Write(head)
+		_, _ = b.c.br.Discard(m)
+		total += int64(m)
+		b.remaining -= int64(m)
+		if err != nil {
+			return total, err
+		}
+	}
+	if b.remaining <= 0 {
+		return total, nil
+	}
+	src := &io.LimitedReader{R: b.c.conn, N: b.remaining}
+	var n int64
+	var err error
+	if rf, ok := w.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		bp := b.t.bufs.Get().(*[]byte)
+		n, err = io.CopyBuffer(struct{ io.Writer }{w}, src, *bp)
+		b.t.bufs.Put(bp)
+	}
+	total += n
+	b.remaining -= n
+	if err == nil && b.remaining > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return total, err
+}
+
+// Close keeps the connection when the body was read to its end, else closes it.
+func (b *rawBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	interrupted := !b.stop()
+	if b.keep && !interrupted && b.remaining == 0 && b.c.br.Buffered() == 0 {
+		b.t.put(b.c)
+		return nil
+	}
+	return b.c.conn.Close()
+}
+
+// closeWith closes a body, then runs after.
+type closeWith struct {
+	io.ReadCloser
+	after func() error
+}
+
+func (c *closeWith) Close() error {
+	return errors.Join(c.ReadCloser.Close(), c.after())
+}
