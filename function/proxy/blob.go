@@ -69,4 +69,3 @@ func removeHopByHop(h http.Header) {
 		delete(h, k)
 	}
 }
-
