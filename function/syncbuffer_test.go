@@ -2,6 +2,8 @@ package function_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
 	"sync"
 )
 
@@ -22,3 +24,5 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

@@ -44,6 +44,7 @@ type Options struct {
 // Handler serves /v2/ and the registry read routes.
 type Handler struct {
 	opts      Options
+	verified  *token.VerifiedCache
 	pullScope string
 	rp        *httputil.ReverseProxy
 	// spliceBlobs: blob GETs take serveBlob, whose copy the kernel can do.
@@ -60,7 +61,7 @@ func New(opts Options) *Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{opts: opts, pullScope: registry.PullScope(opts.Repository).String(), spliceBlobs: opts.Upstream.Scheme == "http"}
+	h := &Handler{opts: opts, verified: token.NewVerifiedCache(opts.Keys), pullScope: registry.PullScope(opts.Repository).String(), spliceBlobs: opts.Upstream.Scheme == "http"}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      opts.Transport,
@@ -106,7 +107,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		registry.WriteChallenge(w, realm, host, scope, "", "authentication required: log in first")
 		return
 	}
-	claims, err := h.opts.Keys.Verify(raw, host, token.KindAccess, h.opts.Now())
+	claims, err := h.verified.VerifyAccess(raw, host, h.opts.Now())
 	if err != nil {
 		registry.WriteChallenge(w, realm, host, scope, registry.ChallengeInvalidToken, "invalid or expired token: log in again")
 		return

@@ -287,3 +287,43 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+func TestVerifiedCache(t *testing.T) {
+	iss := issuer(t, keyA)
+	tok, err := iss.Access(host, token.Subject{Name: "alice"}, pull(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := token.NewVerifiedCache(iss.Keys)
+	for range 2 { // miss, then hit
+		if got, err := c.VerifyAccess(tok.Raw, host, now); err != nil || got.Subject != "alice" {
+			t.Fatalf("%v %v", got, err)
+		}
+	}
+	if _, err := c.VerifyAccess(tok.Raw, "other.example.com", now); err == nil {
+		t.Error("a cached token was accepted for another host")
+	}
+	if _, err := c.VerifyAccess(tok.Raw, host, now.Add(time.Hour+token.Leeway+time.Second)); err == nil {
+		t.Error("a cached token was accepted after it expired")
+	}
+	if _, err := c.VerifyAccess(tok.Raw+"x", host, now); err == nil {
+		t.Error("a tampered token was accepted")
+	}
+	refresh, _ := iss.Refresh(host, token.Subject{Name: "alice", Login: token.LoginRobot}, now)
+	if _, err := c.VerifyAccess(refresh.Raw, host, now); err == nil {
+		t.Error("a refresh token was accepted as access")
+	}
+}
+
+func BenchmarkVerifyCached(b *testing.B) {
+	k, _ := token.NewKeys([][]byte{keyA})
+	iss := &token.Issuer{Keys: k, AccessTTL: time.Hour}
+	tok, _ := iss.Access(host, token.Subject{Name: "alice"}, pull(), now)
+	c := token.NewVerifiedCache(k)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.VerifyAccess(tok.Raw, host, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
