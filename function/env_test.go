@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,4 +250,27 @@ func registryError(t *testing.T, resp *http.Response, body []byte) string {
 		t.Fatalf("body %q is not a registry error: %v", body, err)
 	}
 	return e.Errors[0].Code
+}
+
+// concurrently sends n copies of the request that mk builds, all at once,
+// and fails the test unless each is answered 200.
+func (e *env) concurrently(n int, mk func() *http.Request) {
+	e.t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := e.srv.Client().Do(mk())
+			if err != nil {
+				e.t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				e.t.Errorf("status %d", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
 }

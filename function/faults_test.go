@@ -2,7 +2,6 @@ package function_test
 
 import (
 	"net/http"
-	"sync"
 	"testing"
 )
 
@@ -61,25 +60,11 @@ func TestConcurrentColdRequestsFetchOneToken(t *testing.T) {
 	e := newEnv(t, envOptions{noCluster: true})
 	tok := e.pullToken()
 	before := e.reg.TokenFetches()
-	var wg sync.WaitGroup
-	for range 100 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v2/openshift/ci/manifests/"+tag, nil)
-			req.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := e.srv.Client().Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Errorf("status %d", resp.StatusCode)
-			}
-		}()
-	}
-	wg.Wait()
+	e.concurrently(100, func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v2/openshift/ci/manifests/"+tag, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return req
+	})
 	if n := e.reg.TokenFetches() - before; n != 1 {
 		t.Errorf("%d upstream token fetches for 100 concurrent cold requests, want 1", n)
 	}

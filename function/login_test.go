@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -105,25 +104,11 @@ func TestClusterLogin(t *testing.T) {
 
 func TestConcurrentClusterLoginsShareOneReview(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	var wg sync.WaitGroup
-	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v2/auth?scope=repository:openshift/ci:pull", nil)
-			req.SetBasicAuth("x", aliceToken)
-			resp, err := e.srv.Client().Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Errorf("status %d", resp.StatusCode)
-			}
-		}()
-	}
-	wg.Wait()
+	e.concurrently(20, func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v2/auth?scope=repository:openshift/ci:pull", nil)
+		req.SetBasicAuth("x", aliceToken)
+		return req
+	})
 	if n := len(e.cluster.TokenReviews()); n != 1 {
 		t.Errorf("%d TokenReviews for 20 concurrent logins with one token, want 1", n)
 	}

@@ -111,7 +111,7 @@ func TestRangeAndConditionalRequestsPass(t *testing.T) {
 
 // standIn is an upstream that needs no token (its /v2/ answers 200) and
 // misbehaves on purpose, for what a real registry will not do on demand.
-func standIn(t *testing.T, h http.HandlerFunc) (*httptest.Server, http.Handler) {
+func standIn(t testing.TB, h http.HandlerFunc) (*httptest.Server, http.Handler) {
 	t.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v2/" {
@@ -133,7 +133,7 @@ func standIn(t *testing.T, h http.HandlerFunc) (*httptest.Server, http.Handler) 
 	return up, fn
 }
 
-func robotToken(t *testing.T, srv *httptest.Server) string {
+func robotToken(t testing.TB, srv *httptest.Server) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/auth?scope=repository:openshift/ci:pull", nil)
 	req.SetBasicAuth(robotUser, robotPass)

@@ -2,8 +2,6 @@ package function_test
 
 import (
 	"bytes"
-	"encoding/json"
-	"io"
 	"sync"
 )
 
@@ -24,5 +22,3 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
-
-func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
