@@ -1,0 +1,299 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+func pushContent(t *testing.T, w *world) (v1.Image, v1.ImageIndex) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	img, err := w.reg.PushRandomImage(ctx, tag, 3, 128<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := w.reg.PushRandomIndex(ctx, indexTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.reg.ResetRequests()
+	return img, idx
+}
+
+func digestOf(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
+	t.Helper()
+	h, err := d.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
+}
+
+func TestSkopeo(t *testing.T) {
+	skopeo := need(t, "skopeo", "skopeo")
+	w := newWorld(t)
+	img, idx := pushContent(t, w)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	authfile := filepath.Join(dir, "auth.json")
+	ref := "docker://" + w.proxy.host + "/" + repo + ":" + tag
+
+	if out, err := run(t, ctx, skopeo, "login", "--authfile", authfile, "--tls-verify=false", "-u", robotUser, "-p", robotPass, w.proxy.host); err != nil {
+		t.Fatalf("skopeo login: %v\n%s", err, out)
+	}
+	out, err := run(t, ctx, skopeo, "inspect", "--authfile", authfile, "--tls-verify=false", ref)
+	if err != nil {
+		t.Fatalf("skopeo inspect: %v\n%s", err, out)
+	}
+	var inspected struct{ Digest string }
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &inspected); err != nil || inspected.Digest != digestOf(t, img) {
+		t.Errorf("inspect digest %q, want %s (%v)", inspected.Digest, digestOf(t, img), err)
+	}
+	dst := filepath.Join(dir, "image")
+	if out, err := run(t, ctx, skopeo, "copy", "--authfile", authfile, "--src-tls-verify=false", ref, "dir:"+dst); err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	}
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		d, _ := l.Digest()
+		checkFileDigest(t, filepath.Join(dst, d.Hex), d)
+	}
+	manifest, _ := os.ReadFile(filepath.Join(dst, "manifest.json"))
+	if got := "sha256:" + sha256Hex(manifest); got != digestOf(t, img) {
+		t.Errorf("copied manifest digest %s, want %s", got, digestOf(t, img))
+	}
+	// The multi-arch index, every image of it.
+	all := filepath.Join(dir, "index")
+	if out, err := run(t, ctx, skopeo, "copy", "--all", "--authfile", authfile, "--src-tls-verify=false",
+		"docker://"+w.proxy.host+"/"+repo+":"+indexTag, "dir:"+all); err != nil {
+		t.Fatalf("skopeo copy --all: %v\n%s", err, out)
+	}
+	im, _ := idx.IndexManifest()
+	for _, m := range im.Manifests {
+		if _, err := os.Stat(filepath.Join(all, m.Digest.Hex+".manifest.json")); err != nil {
+			t.Errorf("index member %s not copied: %v", m.Digest, err)
+		}
+	}
+	w.assertUpstreamSawOnlyRobotTokens()
+}
+
+// podman pulls as root into its own storage under a temp dir.
+func podmanArgs(dir string) []string {
+	return []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"),
+		"--tmpdir", filepath.Join(dir, "tmp"), "--storage-driver", "vfs", "--events-backend", "file",
+		"--cgroup-manager", "cgroupfs"}
+}
+
+func TestPodman(t *testing.T) {
+	podman := need(t, "podman", "podman")
+	if os.Geteuid() != 0 {
+		t.Skip("podman runs here as root with its own --root; run the tests as root")
+	}
+	w := newWorld(t)
+	img, _ := pushContent(t, w)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	ref := w.proxy.host + "/" + repo + ":" + tag
+	for _, who := range []struct{ user, pass string }{{robotUser, robotPass}, {"alice", aliceToken}} {
+		dir := t.TempDir()
+		_ = os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+		base := podmanArgs(dir)
+		authfile := filepath.Join(dir, "auth.json")
+		if out, err := run(t, ctx, podman, append(base, "login", "--authfile", authfile, "--tls-verify=false", "-u", who.user, "-p", who.pass, w.proxy.host)...); err != nil {
+			t.Fatalf("%s: podman login: %v\n%s", who.user, err, out)
+		}
+		if out, err := run(t, ctx, podman, append(base, "pull", "--authfile", authfile, "--tls-verify=false", ref)...); err != nil {
+			t.Fatalf("%s: podman pull: %v\n%s", who.user, err, out)
+		}
+		out, err := run(t, ctx, podman, append(base, "image", "inspect", "--format", "{{.Digest}}", ref)...)
+		if err != nil || strings.TrimSpace(out) != digestOf(t, img) {
+			t.Errorf("%s: pulled digest %q, want %s (%v)", who.user, strings.TrimSpace(out), digestOf(t, img), err)
+		}
+		if out, err := run(t, ctx, podman, append(base, "logout", "--authfile", authfile, w.proxy.host)...); err != nil {
+			t.Errorf("%s: podman logout: %v\n%s", who.user, err, out)
+		}
+	}
+	w.assertUpstreamSawOnlyRobotTokens()
+
+	// A denied cluster user: a clear error, no image, nothing upstream.
+	w.reg.ResetRequests()
+	dir := t.TempDir()
+	_ = os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+	base := podmanArgs(dir)
+	out, err := run(t, ctx, podman, append(base, "login", "--authfile", filepath.Join(dir, "auth.json"), "--tls-verify=false", "-u", "bob", "-p", bobToken, w.proxy.host)...)
+	if err == nil || !strings.Contains(out, "403") {
+		t.Errorf("denied login: %v\n%s", err, out)
+	}
+	out, err = run(t, ctx, podman, append(base, "pull", "--creds", "bob:"+bobToken, "--tls-verify=false", ref)...)
+	if err == nil {
+		t.Errorf("denied pull succeeded:\n%s", out)
+	}
+	if out, _ := run(t, ctx, podman, append(base, "images", "-q")...); strings.TrimSpace(out) != "" {
+		t.Errorf("a denied user has images: %q", out)
+	}
+	for _, r := range w.reg.Requests() {
+		if strings.HasPrefix(r.Path, "/v2/"+repo) {
+			t.Errorf("the upstream saw %s %s for a denied user", r.Method, r.Path)
+		}
+	}
+}
+
+func TestGoContainerRegistry(t *testing.T) {
+	w := newWorld(t)
+	img, _ := pushContent(t, w)
+	auth := remote.WithAuth(&authn.Basic{Username: "alice", Password: aliceToken})
+	byTag, err := name.ParseReference(w.proxy.host+"/"+repo+":"+tag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := remote.Image(byTag, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digestOf(t, got) != digestOf(t, img) {
+		t.Errorf("by tag: %s, want %s", digestOf(t, got), digestOf(t, img))
+	}
+	byDigest, _ := name.ParseReference(w.proxy.host+"/"+repo+"@"+digestOf(t, img), name.Insecure)
+	if got, err := remote.Image(byDigest, auth); err != nil || digestOf(t, got) != digestOf(t, img) {
+		t.Errorf("by digest: %v", err)
+	}
+	desc, err := remote.Head(byTag, auth)
+	if err != nil || desc.Digest.String() != digestOf(t, img) {
+		t.Errorf("HEAD: %v %v", desc, err)
+	}
+	tags, err := remote.List(byTag.Context(), auth)
+	if err != nil || strings.Join(tags, ",") != tag+","+indexTag {
+		t.Errorf("tags %v %v", tags, err)
+	}
+	// Resume a blob with Range, as a client does after a broken download.
+	layers, _ := img.Layers()
+	d, _ := layers[0].Digest()
+	rc, _ := layers[0].Compressed()
+	full, _ := io.ReadAll(rc)
+	tok := login(t, w, "alice", aliceToken)
+	req, _ := http.NewRequest(http.MethodGet, w.proxy.url+"/v2/"+repo+"/blobs/"+d.String(), nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Range", "bytes=1000-")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || string(rest) != string(full[1000:]) {
+		t.Errorf("range resume: %d, %d bytes of %d", resp.StatusCode, len(rest), len(full)-1000)
+	}
+	w.assertUpstreamSawOnlyRobotTokens(tok)
+}
+
+// login fetches an access token for pull with Basic credentials.
+func login(t *testing.T, w *world, user, pass string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, w.proxy.url+"/v2/auth?scope=repository:"+repo+":pull&service="+w.proxy.host, nil)
+	req.SetBasicAuth(user, pass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("login %s: %d %v", user, resp.StatusCode, err)
+	}
+	return ans.Token
+}
+
+func TestContainerdAndDockerTokenFlows(t *testing.T) {
+	w := newWorld(t)
+	pushContent(t, w)
+	postForm := func(form url.Values) (int, map[string]any) {
+		resp, err := http.PostForm(w.proxy.url+"/v2/auth", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	// containerd: POST grant_type=password, later grant_type=refresh_token.
+	status, ans := postForm(url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {aliceToken},
+		"service": {w.proxy.host}, "scope": {"repository:" + repo + ":pull"}, "client_id": {"containerd-client"}})
+	refresh, _ := ans["refresh_token"].(string)
+	if status != 200 || refresh == "" || ans["expires_in"].(float64) < 60 {
+		t.Fatalf("password grant: %d %v", status, ans)
+	}
+	status, ans = postForm(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh},
+		"service": {w.proxy.host}, "scope": {"repository:" + repo + ":pull"}, "client_id": {"containerd-client"}})
+	access, _ := ans["access_token"].(string)
+	if status != 200 || access == "" {
+		t.Fatalf("refresh grant: %d %v", status, ans)
+	}
+	req, _ := http.NewRequest(http.MethodGet, w.proxy.url+"/v2/"+repo+"/manifests/"+tag, nil)
+	req.Header.Set("Authorization", "Bearer "+access)
+	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("manifest with the refreshed token: %d", resp.StatusCode)
+	}
+	// docker: GET with offline_token=true&client_id=docker keeps a refresh token.
+	req, _ = http.NewRequest(http.MethodGet, w.proxy.url+"/v2/auth?account=openshift%2Bci_robot&client_id=docker&offline_token=true&service="+w.proxy.host, nil)
+	req.SetBasicAuth(robotUser, robotPass)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docker map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&docker)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || docker["refresh_token"] == nil {
+		t.Errorf("docker offline token: %d %v", resp.StatusCode, docker)
+	}
+	w.assertUpstreamSawOnlyRobotTokens(refresh, access)
+}
+
+// TestPullSecret uses a .dockerconfigjson, as kubelet/CRI uses an imagePullSecret.
+func TestPullSecret(t *testing.T) {
+	skopeo := need(t, "skopeo", "skopeo")
+	w := newWorld(t)
+	img, _ := pushContent(t, w)
+	cfg := map[string]any{"auths": map[string]any{w.proxy.host: map[string]string{
+		"username": robotUser, "password": robotPass,
+		"auth": base64.StdEncoding.EncodeToString([]byte(robotUser + ":" + robotPass)),
+	}}}
+	b, _ := json.Marshal(cfg)
+	authfile := filepath.Join(t.TempDir(), ".dockerconfigjson")
+	if err := os.WriteFile(authfile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := run(t, ctx, skopeo, "inspect", "--raw", "--authfile", authfile, "--tls-verify=false", "docker://"+w.proxy.host+"/"+repo+":"+tag)
+	if err != nil {
+		t.Fatalf("skopeo with a pull secret: %v\n%s", err, out)
+	}
+	if got := "sha256:" + sha256Hex([]byte(out)); got != digestOf(t, img) {
+		t.Errorf("raw manifest digest %s, want %s", got, digestOf(t, img))
+	}
+	w.assertUpstreamSawOnlyRobotTokens()
+}
