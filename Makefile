@@ -13,7 +13,7 @@ export PORT
 .PHONY: help run build test unit lint e2e bench fuzz
 
 help: ## list the targets
-	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z-]*:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z0-9-]*:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: ## the demo: the function in front of an in-process registry on :$(PORT), with commands to paste
 	$(GO) run ./cmd/qci-demo
@@ -22,11 +22,18 @@ build: ## build bin/qci-appci (static, trimmed) and bin/qci-demo
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/qci-appci ./cmd/qci-appci
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/qci-demo ./cmd/qci-demo
 
-test: lint unit ## the whole suite CI runs: lint, unit tests with -race, end-to-end tests
+# End-to-end packages run real processes and move GiBs: no -race there.
+E2E_PKGS    := ./test/e2e/...
+UNIT_PKGS    = $(shell $(GO) list ./... | grep -v '/test/e2e')
+
+test: lint unit e2e ## the whole suite CI runs: lint, unit tests with -race, end-to-end tests with real clients
 
 unit: ## unit and handler tests with the race detector, then the byte-heavy ones without it
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $(UNIT_PKGS)
 	$(GO) test -count=1 -run 'TestLarge' ./function/...
+
+e2e: ## the real binary with skopeo, podman, go-containerregistry; upstream and cluster faults
+	$(GO) test -count=1 -timeout 30m $(E2E_PKGS)
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
