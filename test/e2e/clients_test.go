@@ -52,9 +52,9 @@ func TestSkopeo(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	authfile := filepath.Join(dir, "auth.json")
-	ref := "docker://" + w.proxy.host + "/" + repo + ":" + tag
+	ref := "docker://" + w.proxy.Host + "/" + repo + ":" + tag
 
-	if out, err := run(t, ctx, skopeo, "login", "--authfile", authfile, "--tls-verify=false", "-u", robotUser, "-p", robotPass, w.proxy.host); err != nil {
+	if out, err := run(t, ctx, skopeo, "login", "--authfile", authfile, "--tls-verify=false", "-u", robotUser, "-p", robotPass, w.proxy.Host); err != nil {
 		t.Fatalf("skopeo login: %v\n%s", err, out)
 	}
 	out, err := run(t, ctx, skopeo, "inspect", "--authfile", authfile, "--tls-verify=false", ref)
@@ -81,7 +81,7 @@ func TestSkopeo(t *testing.T) {
 	// The multi-arch index, every image of it.
 	all := filepath.Join(dir, "index")
 	if out, err := run(t, ctx, skopeo, "copy", "--all", "--authfile", authfile, "--src-tls-verify=false",
-		"docker://"+w.proxy.host+"/"+repo+":"+indexTag, "dir:"+all); err != nil {
+		"docker://"+w.proxy.Host+"/"+repo+":"+indexTag, "dir:"+all); err != nil {
 		t.Fatalf("skopeo copy --all: %v\n%s", err, out)
 	}
 	im, _ := idx.IndexManifest()
@@ -109,13 +109,13 @@ func TestPodman(t *testing.T) {
 	img, _ := pushContent(t, w)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	ref := w.proxy.host + "/" + repo + ":" + tag
+	ref := w.proxy.Host + "/" + repo + ":" + tag
 	for _, who := range []struct{ user, pass string }{{robotUser, robotPass}, {"alice", aliceToken}} {
 		dir := t.TempDir()
 		_ = os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
 		base := podmanArgs(dir)
 		authfile := filepath.Join(dir, "auth.json")
-		if out, err := run(t, ctx, podman, append(base, "login", "--authfile", authfile, "--tls-verify=false", "-u", who.user, "-p", who.pass, w.proxy.host)...); err != nil {
+		if out, err := run(t, ctx, podman, append(base, "login", "--authfile", authfile, "--tls-verify=false", "-u", who.user, "-p", who.pass, w.proxy.Host)...); err != nil {
 			t.Fatalf("%s: podman login: %v\n%s", who.user, err, out)
 		}
 		if out, err := run(t, ctx, podman, append(base, "pull", "--authfile", authfile, "--tls-verify=false", ref)...); err != nil {
@@ -125,7 +125,7 @@ func TestPodman(t *testing.T) {
 		if err != nil || strings.TrimSpace(out) != digestOf(t, img) {
 			t.Errorf("%s: pulled digest %q, want %s (%v)", who.user, strings.TrimSpace(out), digestOf(t, img), err)
 		}
-		if out, err := run(t, ctx, podman, append(base, "logout", "--authfile", authfile, w.proxy.host)...); err != nil {
+		if out, err := run(t, ctx, podman, append(base, "logout", "--authfile", authfile, w.proxy.Host)...); err != nil {
 			t.Errorf("%s: podman logout: %v\n%s", who.user, err, out)
 		}
 	}
@@ -136,7 +136,7 @@ func TestPodman(t *testing.T) {
 	dir := t.TempDir()
 	_ = os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
 	base := podmanArgs(dir)
-	out, err := run(t, ctx, podman, append(base, "login", "--authfile", filepath.Join(dir, "auth.json"), "--tls-verify=false", "-u", "bob", "-p", bobToken, w.proxy.host)...)
+	out, err := run(t, ctx, podman, append(base, "login", "--authfile", filepath.Join(dir, "auth.json"), "--tls-verify=false", "-u", "bob", "-p", bobToken, w.proxy.Host)...)
 	if err == nil || !strings.Contains(out, "403") {
 		t.Errorf("denied login: %v\n%s", err, out)
 	}
@@ -158,7 +158,7 @@ func TestGoContainerRegistry(t *testing.T) {
 	w := newWorld(t)
 	img, _ := pushContent(t, w)
 	auth := remote.WithAuth(&authn.Basic{Username: "alice", Password: aliceToken})
-	byTag, err := name.ParseReference(w.proxy.host+"/"+repo+":"+tag, name.Insecure)
+	byTag, err := name.ParseReference(w.proxy.Host+"/"+repo+":"+tag, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestGoContainerRegistry(t *testing.T) {
 	if digestOf(t, got) != digestOf(t, img) {
 		t.Errorf("by tag: %s, want %s", digestOf(t, got), digestOf(t, img))
 	}
-	byDigest, _ := name.ParseReference(w.proxy.host+"/"+repo+"@"+digestOf(t, img), name.Insecure)
+	byDigest, _ := name.ParseReference(w.proxy.Host+"/"+repo+"@"+digestOf(t, img), name.Insecure)
 	if got, err := remote.Image(byDigest, auth); err != nil || digestOf(t, got) != digestOf(t, img) {
 		t.Errorf("by digest: %v", err)
 	}
@@ -187,7 +187,7 @@ func TestGoContainerRegistry(t *testing.T) {
 	rc, _ := layers[0].Compressed()
 	full, _ := io.ReadAll(rc)
 	tok := login(t, w, "alice", aliceToken)
-	req, _ := http.NewRequest(http.MethodGet, w.proxy.url+"/v2/"+repo+"/blobs/"+d.String(), nil)
+	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/"+repo+"/blobs/"+d.String(), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Range", "bytes=1000-")
 	resp, err := http.DefaultClient.Do(req)
@@ -205,7 +205,7 @@ func TestGoContainerRegistry(t *testing.T) {
 // login fetches an access token for pull with Basic credentials.
 func login(t *testing.T, w *world, user, pass string) string {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, w.proxy.url+"/v2/auth?scope=repository:"+repo+":pull&service="+w.proxy.host, nil)
+	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/auth?scope=repository:"+repo+":pull&service="+w.proxy.Host, nil)
 	req.SetBasicAuth(user, pass)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -223,7 +223,7 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 	w := newWorld(t)
 	pushContent(t, w)
 	postForm := func(form url.Values) (int, map[string]any) {
-		resp, err := http.PostForm(w.proxy.url+"/v2/auth", form)
+		resp, err := http.PostForm(w.proxy.URL+"/v2/auth", form)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,18 +234,18 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 	}
 	// containerd: POST grant_type=password, later grant_type=refresh_token.
 	status, ans := postForm(url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {aliceToken},
-		"service": {w.proxy.host}, "scope": {"repository:" + repo + ":pull"}, "client_id": {"containerd-client"}})
+		"service": {w.proxy.Host}, "scope": {"repository:" + repo + ":pull"}, "client_id": {"containerd-client"}})
 	refresh, _ := ans["refresh_token"].(string)
 	if status != 200 || refresh == "" || ans["expires_in"].(float64) < 60 {
 		t.Fatalf("password grant: %d %v", status, ans)
 	}
 	status, ans = postForm(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh},
-		"service": {w.proxy.host}, "scope": {"repository:" + repo + ":pull"}, "client_id": {"containerd-client"}})
+		"service": {w.proxy.Host}, "scope": {"repository:" + repo + ":pull"}, "client_id": {"containerd-client"}})
 	access, _ := ans["access_token"].(string)
 	if status != 200 || access == "" {
 		t.Fatalf("refresh grant: %d %v", status, ans)
 	}
-	req, _ := http.NewRequest(http.MethodGet, w.proxy.url+"/v2/"+repo+"/manifests/"+tag, nil)
+	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/"+repo+"/manifests/"+tag, nil)
 	req.Header.Set("Authorization", "Bearer "+access)
 	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
 	resp, err := http.DefaultClient.Do(req)
@@ -257,7 +257,7 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 		t.Errorf("manifest with the refreshed token: %d", resp.StatusCode)
 	}
 	// docker: GET with offline_token=true&client_id=docker keeps a refresh token.
-	req, _ = http.NewRequest(http.MethodGet, w.proxy.url+"/v2/auth?account=openshift%2Bci_robot&client_id=docker&offline_token=true&service="+w.proxy.host, nil)
+	req, _ = http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/auth?account=openshift%2Bci_robot&client_id=docker&offline_token=true&service="+w.proxy.Host, nil)
 	req.SetBasicAuth(robotUser, robotPass)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
@@ -277,7 +277,7 @@ func TestPullSecret(t *testing.T) {
 	skopeo := need(t, "skopeo", "skopeo")
 	w := newWorld(t)
 	img, _ := pushContent(t, w)
-	cfg := map[string]any{"auths": map[string]any{w.proxy.host: map[string]string{
+	cfg := map[string]any{"auths": map[string]any{w.proxy.Host: map[string]string{
 		"username": robotUser, "password": robotPass,
 		"auth": base64.StdEncoding.EncodeToString([]byte(robotUser + ":" + robotPass)),
 	}}}
@@ -288,7 +288,7 @@ func TestPullSecret(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := run(t, ctx, skopeo, "inspect", "--raw", "--authfile", authfile, "--tls-verify=false", "docker://"+w.proxy.host+"/"+repo+":"+tag)
+	out, err := run(t, ctx, skopeo, "inspect", "--raw", "--authfile", authfile, "--tls-verify=false", "docker://"+w.proxy.Host+"/"+repo+":"+tag)
 	if err != nil {
 		t.Fatalf("skopeo with a pull secret: %v\n%s", err, out)
 	}

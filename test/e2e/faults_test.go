@@ -16,7 +16,7 @@ import (
 
 func get(t *testing.T, w *world, path, tok string) *http.Response {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, w.proxy.url+path, nil)
+	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
 	resp, err := http.DefaultClient.Do(req)
@@ -64,7 +64,7 @@ func TestClusterOutage(t *testing.T) {
 	w := newWorld(t)
 	w.cluster.SetDown(true)
 	status := func(user, pass string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, w.proxy.url+"/v2/auth?scope=repository:"+repo+":pull", nil)
+		req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/auth?scope=repository:"+repo+":pull", nil)
 		req.SetBasicAuth(user, pass)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -87,7 +87,7 @@ func TestClusterOutage(t *testing.T) {
 
 // fetchBlob streams a blob and returns its digest.
 func fetchBlob(ctx context.Context, w *world, digest v1.Hash, tok string) (string, int64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.proxy.url+"/v2/"+repo+"/blobs/"+digest.String(), nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.proxy.URL+"/v2/"+repo+"/blobs/"+digest.String(), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -127,9 +127,9 @@ func TestBigBlobManyClients(t *testing.T) {
 	wg.Wait()
 
 	// A client that cancels mid-blob.
-	before := w.proxy.openFDs(t)
+	before := w.proxy.OpenFDs(t)
 	cctx, ccancel := context.WithCancel(ctx)
-	req, _ := http.NewRequestWithContext(cctx, http.MethodGet, w.proxy.url+"/v2/"+repo+"/blobs/"+digest.String(), nil)
+	req, _ := http.NewRequestWithContext(cctx, http.MethodGet, w.proxy.URL+"/v2/"+repo+"/blobs/"+digest.String(), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	client := &http.Client{Transport: &http.Transport{}}
 	resp, err := client.Do(req)
@@ -143,9 +143,9 @@ func TestBigBlobManyClients(t *testing.T) {
 	resp.Body.Close()
 	client.CloseIdleConnections()
 	deadline := time.Now().Add(15 * time.Second)
-	for w.proxy.openFDs(t) > before {
+	for w.proxy.OpenFDs(t) > before {
 		if time.Now().After(deadline) {
-			t.Fatalf("open fds %d after a cancelled pull, %d before: a connection leaked", w.proxy.openFDs(t), before)
+			t.Fatalf("open fds %d after a cancelled pull, %d before: a connection leaked", w.proxy.OpenFDs(t), before)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -157,7 +157,7 @@ func TestBigBlobManyClients(t *testing.T) {
 	}
 
 	// SIGTERM during a pull.
-	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, w.proxy.url+"/v2/"+repo+"/blobs/"+digest.String(), nil)
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, w.proxy.URL+"/v2/"+repo+"/blobs/"+digest.String(), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err = (&http.Client{Transport: &http.Transport{}}).Do(req)
 	if err != nil {
@@ -169,11 +169,11 @@ func TestBigBlobManyClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- w.proxy.terminate(t) }()
+	go func() { exited <- w.proxy.Terminate(t) }()
 	// New connections are refused once the drain has begun.
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", w.proxy.host, time.Second)
+		c, err := net.DialTimeout("tcp", w.proxy.Host, time.Second)
 		if err != nil {
 			break
 		}

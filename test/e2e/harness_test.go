@@ -9,19 +9,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/qci-appci/qci-appci/test/clustertest"
+	"github.com/qci-appci/qci-appci/test/proxyproc"
 	"github.com/qci-appci/qci-appci/test/registrytest"
 )
 
@@ -45,11 +39,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "qci-appci")
-	build := exec.Command("go", "build", "-o", binary, "github.com/qci-appci/qci-appci/cmd/qci-appci")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building cmd/qci-appci:", err)
+	if binary, err = proxyproc.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -78,7 +69,7 @@ type world struct {
 	t       *testing.T
 	reg     *registrytest.Registry
 	cluster *clustertest.Server
-	proxy   *proxyProcess
+	proxy   *proxyproc.Process
 }
 
 func newWorld(t *testing.T) *world {
@@ -101,7 +92,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w := &world{t: t, reg: reg, cluster: cl}
-	w.proxy = startProxy(t, map[string]string{
+	w.proxy = proxyproc.Start(t, binary, map[string]string{
 		"QCI_UPSTREAM_URL":   reg.URL(),
 		"QCI_ROBOT_USERNAME": robotUser,
 		"QCI_ROBOT_PASSWORD": robotPass,
@@ -109,97 +100,6 @@ func newWorld(t *testing.T) *world {
 		"QCI_KUBECONFIG":     kc,
 	})
 	return w
-}
-
-// proxyProcess is a running cmd/qci-appci.
-type proxyProcess struct {
-	cmd    *exec.Cmd
-	host   string // localhost:PORT
-	url    string
-	logs   *syncBuffer
-	exited chan error
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startProxy runs the binary with env on a free port and waits for /healthz.
-func startProxy(t *testing.T, env map[string]string) *proxyProcess {
-	t.Helper()
-	port := freePort(t)
-	p := &proxyProcess{host: "localhost:" + strconv.Itoa(port), logs: &syncBuffer{}, exited: make(chan error, 1)}
-	p.url = "http://" + p.host
-	cmd := exec.Command(binary)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + strconv.Itoa(port)}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Stderr = p.logs
-	cmd.Stdout = p.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = cmd
-	go func() { p.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("proxy logs:\n%s", p.logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		select {
-		case err := <-p.exited:
-			t.Fatalf("proxy exited: %v\n%s", err, p.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy not ready: %v\n%s", err, p.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// terminate sends SIGTERM and returns the exit error (nil: exit 0).
-func (p *proxyProcess) terminate(t *testing.T) error {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.exited:
-		p.exited <- err // for Cleanup
-		return err
-	case <-time.After(40 * time.Second):
-		t.Fatal("proxy did not exit after SIGTERM")
-		return nil
-	}
-}
-
-// openFDs counts the proxy process's open file descriptors.
-func (p *proxyProcess) openFDs(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(entries)
 }
 
 // run runs a client command with a deadline and returns its combined output.
@@ -237,22 +137,4 @@ func (w *world) assertUpstreamSawOnlyRobotTokens(clientSecrets ...string) {
 	if n == 0 {
 		w.t.Error("the upstream saw no registry request")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
