@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PORT        ?= 8080
 export PORT
 
-.PHONY: help run build test unit lint e2e bench fuzz
+.PHONY: help run build test unit lint e2e bench fuzz kube-apiserver
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z0-9-]*:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,8 +23,8 @@ build: ## build bin/qci-appci (static, trimmed) and bin/qci-demo
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/qci-demo ./cmd/qci-demo
 
 # End-to-end packages run real processes and move GiBs: no -race there.
-E2E_PKGS    := ./test/e2e/...
-UNIT_PKGS    = $(shell $(GO) list ./... | grep -v '/test/e2e')
+E2E_PKGS    := ./test/e2e/... ./test/kubee2e/...
+UNIT_PKGS    = $(shell $(GO) list ./... | grep -v -e '/test/e2e' -e '/test/kubee2e')
 
 test: lint unit e2e ## the whole suite CI runs: lint, unit tests with -race, end-to-end tests with real clients
 
@@ -32,8 +32,11 @@ unit: ## unit and handler tests with the race detector, then the byte-heavy ones
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 	$(GO) test -count=1 -run 'TestLarge' ./function/...
 
-e2e: ## the real binary with skopeo, podman, go-containerregistry; upstream and cluster faults
+e2e: kube-apiserver ## the real binary with skopeo, podman, go-containerregistry, a real kube-apiserver; faults
 	$(GO) test -count=1 -timeout 30m $(E2E_PKGS)
+
+kube-apiserver: ## build (once) the kube-apiserver the cluster tests run, into .cache/bin
+	bash test/kubeapiserver/build.sh
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/qci-appci/qci-appci/test/clienttools"
 )
 
 func pushContent(t *testing.T, w *world) (v1.Image, v1.ImageIndex) {
@@ -45,7 +47,7 @@ func digestOf(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
 }
 
 func TestSkopeo(t *testing.T) {
-	skopeo := need(t, "skopeo", "skopeo")
+	skopeo := clienttools.Need(t, "skopeo", "skopeo")
 	w := newWorld(t)
 	img, idx := pushContent(t, w)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -54,10 +56,10 @@ func TestSkopeo(t *testing.T) {
 	authfile := filepath.Join(dir, "auth.json")
 	ref := "docker://" + w.proxy.Host + "/" + repo + ":" + tag
 
-	if out, err := run(t, ctx, skopeo, "login", "--authfile", authfile, "--tls-verify=false", "-u", robotUser, "-p", robotPass, w.proxy.Host); err != nil {
+	if out, err := clienttools.Run(ctx, skopeo, "login", "--authfile", authfile, "--tls-verify=false", "-u", robotUser, "-p", robotPass, w.proxy.Host); err != nil {
 		t.Fatalf("skopeo login: %v\n%s", err, out)
 	}
-	out, err := run(t, ctx, skopeo, "inspect", "--authfile", authfile, "--tls-verify=false", ref)
+	out, err := clienttools.Run(ctx, skopeo, "inspect", "--authfile", authfile, "--tls-verify=false", ref)
 	if err != nil {
 		t.Fatalf("skopeo inspect: %v\n%s", err, out)
 	}
@@ -66,7 +68,7 @@ func TestSkopeo(t *testing.T) {
 		t.Errorf("inspect digest %q, want %s (%v)", inspected.Digest, digestOf(t, img), err)
 	}
 	dst := filepath.Join(dir, "image")
-	if out, err := run(t, ctx, skopeo, "copy", "--authfile", authfile, "--src-tls-verify=false", ref, "dir:"+dst); err != nil {
+	if out, err := clienttools.Run(ctx, skopeo, "copy", "--authfile", authfile, "--src-tls-verify=false", ref, "dir:"+dst); err != nil {
 		t.Fatalf("skopeo copy: %v\n%s", err, out)
 	}
 	layers, _ := img.Layers()
@@ -80,7 +82,7 @@ func TestSkopeo(t *testing.T) {
 	}
 	// The multi-arch index, every image of it.
 	all := filepath.Join(dir, "index")
-	if out, err := run(t, ctx, skopeo, "copy", "--all", "--authfile", authfile, "--src-tls-verify=false",
+	if out, err := clienttools.Run(ctx, skopeo, "copy", "--all", "--authfile", authfile, "--src-tls-verify=false",
 		"docker://"+w.proxy.Host+"/"+repo+":"+indexTag, "dir:"+all); err != nil {
 		t.Fatalf("skopeo copy --all: %v\n%s", err, out)
 	}
@@ -93,39 +95,26 @@ func TestSkopeo(t *testing.T) {
 	w.assertUpstreamSawOnlyRobotTokens()
 }
 
-// podman pulls as root into its own storage under a temp dir.
-func podmanArgs(dir string) []string {
-	return []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"),
-		"--tmpdir", filepath.Join(dir, "tmp"), "--storage-driver", "vfs", "--events-backend", "file",
-		"--cgroup-manager", "cgroupfs"}
-}
-
 func TestPodman(t *testing.T) {
-	podman := need(t, "podman", "podman")
-	if os.Geteuid() != 0 {
-		t.Skip("podman runs here as root with its own --root; run the tests as root")
-	}
+	clienttools.NewPodman(t) // skip or fail before starting anything
 	w := newWorld(t)
 	img, _ := pushContent(t, w)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	ref := w.proxy.Host + "/" + repo + ":" + tag
 	for _, who := range []struct{ user, pass string }{{robotUser, robotPass}, {"alice", aliceToken}} {
-		dir := t.TempDir()
-		_ = os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
-		base := podmanArgs(dir)
-		authfile := filepath.Join(dir, "auth.json")
-		if out, err := run(t, ctx, podman, append(base, "login", "--authfile", authfile, "--tls-verify=false", "-u", who.user, "-p", who.pass, w.proxy.Host)...); err != nil {
+		pm := clienttools.NewPodman(t)
+		if out, err := pm.Run(ctx, "login", "--authfile", pm.Authfile, "--tls-verify=false", "-u", who.user, "-p", who.pass, w.proxy.Host); err != nil {
 			t.Fatalf("%s: podman login: %v\n%s", who.user, err, out)
 		}
-		if out, err := run(t, ctx, podman, append(base, "pull", "--authfile", authfile, "--tls-verify=false", ref)...); err != nil {
+		if out, err := pm.Run(ctx, "pull", "--authfile", pm.Authfile, "--tls-verify=false", ref); err != nil {
 			t.Fatalf("%s: podman pull: %v\n%s", who.user, err, out)
 		}
-		out, err := run(t, ctx, podman, append(base, "image", "inspect", "--format", "{{.Digest}}", ref)...)
+		out, err := pm.Run(ctx, "image", "inspect", "--format", "{{.Digest}}", ref)
 		if err != nil || strings.TrimSpace(out) != digestOf(t, img) {
 			t.Errorf("%s: pulled digest %q, want %s (%v)", who.user, strings.TrimSpace(out), digestOf(t, img), err)
 		}
-		if out, err := run(t, ctx, podman, append(base, "logout", "--authfile", authfile, w.proxy.Host)...); err != nil {
+		if out, err := pm.Run(ctx, "logout", "--authfile", pm.Authfile, w.proxy.Host); err != nil {
 			t.Errorf("%s: podman logout: %v\n%s", who.user, err, out)
 		}
 	}
@@ -133,18 +122,16 @@ func TestPodman(t *testing.T) {
 
 	// A denied cluster user: a clear error, no image, nothing upstream.
 	w.reg.ResetRequests()
-	dir := t.TempDir()
-	_ = os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
-	base := podmanArgs(dir)
-	out, err := run(t, ctx, podman, append(base, "login", "--authfile", filepath.Join(dir, "auth.json"), "--tls-verify=false", "-u", "bob", "-p", bobToken, w.proxy.Host)...)
+	pm := clienttools.NewPodman(t)
+	out, err := pm.Run(ctx, "login", "--authfile", pm.Authfile, "--tls-verify=false", "-u", "bob", "-p", bobToken, w.proxy.Host)
 	if err == nil || !strings.Contains(out, "403") {
 		t.Errorf("denied login: %v\n%s", err, out)
 	}
-	out, err = run(t, ctx, podman, append(base, "pull", "--creds", "bob:"+bobToken, "--tls-verify=false", ref)...)
+	out, err = pm.Run(ctx, "pull", "--creds", "bob:"+bobToken, "--tls-verify=false", ref)
 	if err == nil {
 		t.Errorf("denied pull succeeded:\n%s", out)
 	}
-	if out, _ := run(t, ctx, podman, append(base, "images", "-q")...); strings.TrimSpace(out) != "" {
+	if out, _ := pm.Run(ctx, "images", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("a denied user has images: %q", out)
 	}
 	for _, r := range w.reg.Requests() {
@@ -274,7 +261,7 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 
 // TestPullSecret uses a .dockerconfigjson, as kubelet/CRI uses an imagePullSecret.
 func TestPullSecret(t *testing.T) {
-	skopeo := need(t, "skopeo", "skopeo")
+	skopeo := clienttools.Need(t, "skopeo", "skopeo")
 	w := newWorld(t)
 	img, _ := pushContent(t, w)
 	cfg := map[string]any{"auths": map[string]any{w.proxy.Host: map[string]string{
@@ -288,7 +275,7 @@ func TestPullSecret(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := run(t, ctx, skopeo, "inspect", "--raw", "--authfile", authfile, "--tls-verify=false", "docker://"+w.proxy.Host+"/"+repo+":"+tag)
+	out, err := clienttools.Run(ctx, skopeo, "inspect", "--raw", "--authfile", authfile, "--tls-verify=false", "docker://"+w.proxy.Host+"/"+repo+":"+tag)
 	if err != nil {
 		t.Fatalf("skopeo with a pull secret: %v\n%s", err, out)
 	}

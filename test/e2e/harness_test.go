@@ -6,11 +6,8 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -46,22 +43,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// need returns the path of a client tool. A missing tool fails the test
-// when CI=true and skips it elsewhere, naming the Debian package.
-func need(t *testing.T, tool, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err == nil {
-		return p
-	}
-	msg := fmt.Sprintf("%s is not installed: apt-get install -y %s", tool, pkg)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
 }
 
 // world is one upstream, one cluster and one proxy process.
@@ -100,17 +81,6 @@ func newWorld(t *testing.T) *world {
 		"QCI_KUBECONFIG":     kc,
 	})
 	return w
-}
-
-// run runs a client command with a deadline and returns its combined output.
-func run(t *testing.T, ctx context.Context, name string, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Stdin = nil
-	err := cmd.Run()
-	return out.String(), err
 }
 
 // assertUpstreamSawOnlyRobotTokens checks every request the upstream
