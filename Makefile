@@ -10,7 +10,11 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PORT        ?= 8080
 export PORT
 
-.PHONY: help run build test unit lint e2e bench fuzz kube-apiserver
+KO_VERSION  := v0.19.1
+KO          ?= $(CURDIR)/.cache/bin/ko
+IMAGE_TAR   ?= $(BIN)/qci-appci-image.tar
+
+.PHONY: help run build test unit lint e2e bench fuzz kube-apiserver image ko
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z0-9-]*:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +38,14 @@ unit: ## unit and handler tests with the race detector, then the byte-heavy ones
 
 e2e: kube-apiserver ## the real binary with skopeo, podman, go-containerregistry, a real kube-apiserver; faults
 	$(GO) test -count=1 -timeout 30m $(E2E_PKGS)
+
+ko: ## install ko $(KO_VERSION) into .cache/bin with go install
+	@test -x $(KO) || GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/google/ko@$(KO_VERSION)
+
+image: ## build the container image with ko into $(IMAGE_TAR), no push (KO_DEFAULTBASEIMAGE overrides the base)
+	@test -x $(KO) || $(MAKE) -s ko
+	mkdir -p $(dir $(IMAGE_TAR))
+	KO_DOCKER_REPO=$${KO_DOCKER_REPO:-ko.local/qci-appci} VERSION=$(VERSION) $(KO) build --push=false --bare --tarball=$(IMAGE_TAR) ./cmd/qci-appci
 
 kube-apiserver: ## build (once) the kube-apiserver the cluster tests run, into .cache/bin
 	bash test/kubeapiserver/build.sh
