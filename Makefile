@@ -14,7 +14,7 @@ KO_VERSION  := v0.19.1
 KO          ?= $(CURDIR)/.cache/bin/ko
 IMAGE_TAR   ?= $(BIN)/qci-appci-image.tar
 
-.PHONY: help run build test unit lint e2e bench fuzz kube-apiserver image ko
+.PHONY: help run build test unit lint e2e bench bench-smoke fuzz kube-apiserver image ko
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z0-9-]*:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,7 +30,7 @@ build: ## build bin/qci-appci (static, trimmed) and bin/qci-demo
 E2E_PKGS    := ./test/e2e/... ./test/kubee2e/...
 UNIT_PKGS    = $(shell $(GO) list ./... | grep -v -e '/test/e2e' -e '/test/kubee2e')
 
-test: lint unit e2e ## the whole suite CI runs: lint, unit tests with -race, end-to-end tests with real clients
+test: lint unit e2e bench-smoke ## the whole suite CI runs: lint, unit tests (-race), end-to-end tests, a quick benchmark run
 
 unit: ## unit and handler tests with the race detector, then the byte-heavy ones without it
 	$(GO) test -race -count=1 $(UNIT_PKGS)
@@ -38,6 +38,13 @@ unit: ## unit and handler tests with the race detector, then the byte-heavy ones
 
 e2e: kube-apiserver ## the real binary with skopeo, podman, go-containerregistry, a real kube-apiserver; faults
 	$(GO) test -count=1 -timeout 30m $(E2E_PKGS)
+
+bench: ## measure qci-appci against nginx and the upstream direct; BENCH_QUICK=1 for the 2-minute version
+	$(GO) run ./test/bench $(if $(BENCH_QUICK),-quick)
+
+bench-smoke: ## the quick benchmark as a check that it runs and fetches the upstream token once (no timing asserted)
+	mkdir -p .cache
+	$(GO) run ./test/bench -quick -out .cache/bench-smoke.json -readme ""
 
 ko: ## install ko $(KO_VERSION) into .cache/bin with go install
 	@test -x $(KO) || GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/google/ko@$(KO_VERSION)
