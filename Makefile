@@ -65,6 +65,7 @@ lint: ## gofmt, go vet, staticcheck
 fuzz: ## fuzz the path, scope, challenge and token-form parsers for a while each (FUZZTIME=30s)
 	$(GO) test ./function/registry -run '^$$' -fuzz FuzzParsePath -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./function/registry -run '^$$' -fuzz FuzzParseScopes -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./function/registry -run '^$$' -fuzz FuzzMatchersAgreeWithGrammar -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./function/upstream -run '^$$' -fuzz FuzzParseChallenge -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./function/auth -run '^$$' -fuzz FuzzParsePost -fuzztime $${FUZZTIME:-30s}
 

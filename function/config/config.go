@@ -9,11 +9,12 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/qci-appci/qci-appci/function/registry"
 )
 
 // Defaults returns the configuration with every default of the table in
@@ -179,8 +180,6 @@ func readSecretFile(env string, value *Secret) string {
 // Validate checks a configuration built by hand; Load calls it.
 func (c *Config) Validate() error { return c.validate(nil) }
 
-var repositoryName = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
-
 func (c *Config) validate(problems []string) error {
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	if c.Port <= 0 || c.Port > 65535 {
@@ -194,7 +193,7 @@ func (c *Config) validate(problems []string) error {
 	if err := checkBaseURL(c.UpstreamURL); err != nil {
 		bad("%s_UPSTREAM_URL: %v", Prefix, err)
 	}
-	if !repositoryName.MatchString(c.UpstreamRepository) || len(c.UpstreamRepository) > 255 {
+	if !registry.ValidRepository(c.UpstreamRepository) {
 		bad("%s_UPSTREAM_REPOSITORY %q is not a repository name", Prefix, c.UpstreamRepository)
 	}
 	if c.RobotUsername == "" {

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"errors"
-	"regexp"
 	"strings"
 )
 
@@ -34,11 +33,6 @@ var (
 	ErrReferenceInvalid = errors.New("invalid tag or digest")
 )
 
-var (
-	componentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	tagRE       = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	digestRE    = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
-)
 
 // maxNameLen bounds a repository name, as the distribution spec does.
 const maxNameLen = 255
@@ -60,7 +54,7 @@ func ParsePath(raw string) (Route, error) {
 		return Route{}, ErrNotRoute
 	}
 	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
-		if !validName(name) {
+		if !ValidRepository(name) {
 			return Route{}, ErrNameInvalid
 		}
 		return Route{Kind: KindTags, Repository: name}, nil
@@ -87,23 +81,108 @@ func ParsePath(raw string) (Route, error) {
 	default:
 		return Route{}, ErrNotRoute
 	}
-	if !validName(name) {
+	if !ValidRepository(name) {
 		return Route{}, ErrNameInvalid
 	}
 	r.Repository, r.Reference = name, ref
-	digest := digestRE.MatchString(ref) && len(ref) <= 256
-	if !digest && (r.Kind != KindManifest || !tagRE.MatchString(ref)) {
+	if !validDigest(ref) && (r.Kind != KindManifest || !validTag(ref)) {
 		return r, ErrReferenceInvalid
 	}
 	return r, nil
 }
 
-func validName(name string) bool {
+// ValidRepository reports whether name is a repository name of the
+// distribution spec: path components of [a-z0-9]+ joined by ".", "_", "__"
+// or runs of "-", separated by "/", at most 255 bytes.
+func ValidRepository(name string) bool {
 	if name == "" || len(name) > maxNameLen {
 		return false
 	}
-	for _, c := range strings.Split(name, "/") {
-		if !componentRE.MatchString(c) {
+	for c := range strings.SplitSeq(name, "/") {
+		if !validComponent(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+
+// validComponent matches [a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*.
+func validComponent(c string) bool {
+	if c == "" || !isLowerAlnum(c[0]) || !isLowerAlnum(c[len(c)-1]) {
+		return false
+	}
+	for i := 1; i < len(c); {
+		if isLowerAlnum(c[i]) {
+			i++
+			continue
+		}
+		// a separator: ".", "_", "__" or "-"+, then an alphanumeric
+		j := i
+		switch c[i] {
+		case '.':
+			j++
+		case '_':
+			j++
+			if j < len(c) && c[j] == '_' {
+				j++
+			}
+		case '-':
+			for j < len(c) && c[j] == '-' {
+				j++
+			}
+		default:
+			return false
+		}
+		if j >= len(c) || !isLowerAlnum(c[j]) {
+			return false
+		}
+		i = j
+	}
+	return true
+}
+
+// validTag matches [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+func validTag(t string) bool {
+	if t == "" || len(t) > 128 || t[0] == '.' || t[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(isLowerAlnum(c) || 'A' <= c && c <= 'Z' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validDigest matches [a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+, at
+// most 256 bytes.
+func validDigest(d string) bool {
+	colon := strings.IndexByte(d, ':')
+	if colon <= 0 || colon == len(d)-1 || len(d) > 256 {
+		return false
+	}
+	alg, enc := d[:colon], d[colon+1:]
+	if !isLowerAlnum(alg[0]) || !isLowerAlnum(alg[len(alg)-1]) {
+		return false
+	}
+	for i := 1; i < len(alg); i++ {
+		c := alg[i]
+		if c == '.' || c == '+' || c == '_' || c == '-' {
+			if !isLowerAlnum(alg[i+1]) { // the last byte is alphanumeric, so i+1 exists
+				return false
+			}
+			continue
+		}
+		if !isLowerAlnum(c) {
+			return false
+		}
+	}
+	for i := 0; i < len(enc); i++ {
+		c := enc[i]
+		if !(isLowerAlnum(c) || 'A' <= c && c <= 'Z' || c == '=' || c == '_' || c == '-') {
 			return false
 		}
 	}

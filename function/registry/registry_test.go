@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -191,4 +192,35 @@ func BenchmarkParsePath(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// The hand-written matchers agree with the distribution spec's grammar,
+// written once more as regular expressions.
+func FuzzMatchersAgreeWithGrammar(f *testing.F) {
+	component := regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	tag := regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	digest := regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
+	for _, s := range []string{"openshift", "a__b", "a___b", "a-.b", "a--b", "v1.0", ".x", "sha256:ab", "a+b.c:X=_-", "a+:b", ":x", "x:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := registry.ValidRepository(s), s != "" && len(s) <= 255 && allMatch(component, s); got != want {
+			t.Fatalf("ValidRepository(%q) = %v, grammar says %v", s, got, want)
+		}
+		r, err := registry.ParsePath("/v2/a/manifests/" + s)
+		okRef := err == nil && r.Reference == s
+		wantRef := !strings.ContainsAny(s, "/%") && (tag.MatchString(s) || (digest.MatchString(s) && len(s) <= 256))
+		if okRef != wantRef {
+			t.Fatalf("reference %q accepted=%v, grammar says %v (%v)", s, okRef, wantRef, err)
+		}
+	})
+}
+
+func allMatch(re *regexp.Regexp, name string) bool {
+	for _, c := range strings.Split(name, "/") {
+		if !re.MatchString(c) {
+			return false
+		}
+	}
+	return true
 }
