@@ -30,7 +30,7 @@ build: ## build bin/qci-appci (static, trimmed) and bin/qci-demo
 E2E_PKGS    := ./test/e2e/... ./test/kubee2e/...
 UNIT_PKGS    = $(shell $(GO) list ./... | grep -v -e '/test/e2e' -e '/test/kubee2e')
 
-test: lint unit e2e bench-smoke ## the whole suite CI runs: lint, unit tests (-race), end-to-end tests, a quick benchmark run
+test: lint unit bench-smoke e2e ## the whole suite CI runs: lint, unit tests (-race), end-to-end tests, a quick benchmark run
 
 unit: ## unit and handler tests with the race detector, then the byte-heavy ones without it
 	$(GO) test -race -count=1 $(UNIT_PKGS)
