@@ -487,16 +487,12 @@ func blobMBps(url, tok string, n int, size int64) float64 {
 	return float64(total.Load()) / time.Since(start).Seconds() / 1e6
 }
 
-// manifestLoad runs n keep-alive clients for d and returns requests per
-// second and, when pids is set, those processes' CPU µs per request.
-func manifestLoad(url, tok string, n int, d time.Duration, pids func() []int) (float64, float64) {
+// load runs n clients calling do until d has passed and returns the
+// successful calls per second.
+func load(n int, d time.Duration, do func() bool) float64 {
 	var count atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var before int64
-	if pids != nil {
-		before = cpuTicks(pids())
-	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range n {
@@ -504,26 +500,47 @@ func manifestLoad(url, tok string, n int, d time.Duration, pids func() []int) (f
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				resp, err := get(url, tok)
-				if err != nil {
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
+				if do() {
 					count.Add(1)
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	el := time.Since(start).Seconds()
-	rps := float64(count.Load()) / el
-	if pids == nil || count.Load() == 0 {
+	return float64(count.Load()) / time.Since(start).Seconds()
+}
+
+// status sends req and reports whether it was answered 200.
+func status(req *http.Request) bool {
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// manifestLoad runs n keep-alive clients for d and returns requests per
+// second and, when pids is set, those processes' CPU µs per request.
+func manifestLoad(url, tok string, n int, d time.Duration, pids func() []int) (float64, float64) {
+	var before int64
+	if pids != nil {
+		before = cpuTicks(pids())
+	}
+	start := time.Now()
+	rps := load(n, d, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		return status(req)
+	})
+	requests := rps * time.Since(start).Seconds()
+	if pids == nil || requests == 0 {
 		return rps, 0
 	}
-	ticks := cpuTicks(pids()) - before
-	return rps, float64(ticks) * 1e4 / float64(count.Load()) // 100 ticks a second
+	return rps, float64(cpuTicks(pids())-before) * 1e4 / requests // 100 ticks a second
 }
 
 // cpuTicks sums utime+stime of pids (clock ticks).
@@ -558,32 +575,11 @@ func peakRSSKiB(pid int) int64 {
 }
 
 func logins(base string, n int, d time.Duration) float64 {
-	var count atomic.Int64
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				req, _ := http.NewRequest(http.MethodGet, base+"/v2/auth?scope=repository:"+repo+":pull", nil)
-				req.SetBasicAuth(robotUser, robotPass)
-				resp, err := client.Do(req)
-				if err != nil {
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					count.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return float64(count.Load()) / time.Since(start).Seconds()
+	return load(n, d, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v2/auth?scope=repository:"+repo+":pull", nil)
+		req.SetBasicAuth(robotUser, robotPass)
+		return status(req)
+	})
 }
 
 // coldStart execs the binary runs times and measures the time to the first
