@@ -6,6 +6,7 @@ package server
 import (
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -70,7 +71,7 @@ func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
 					slog.Int("status", status),
 					slog.String("responseSize", strconv.FormatInt(rec.bytes, 10)),
 					slog.String("latency", strconv.FormatFloat(time.Since(start).Seconds(), 'f', 6, 64)+"s"),
-					slog.String("remoteIp", r.RemoteAddr),
+					slog.String("remoteIp", remoteIP(r.RemoteAddr)),
 					slog.String("userAgent", r.UserAgent()),
 					slog.String("protocol", r.Proto),
 				),
@@ -80,6 +81,14 @@ func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r.WithContext(ctx))
 	})
+}
+
+// remoteIP drops the port of a peer address.
+func remoteIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 // recorder notes the status and size of an answer. It keeps Flush and

@@ -26,6 +26,7 @@ func TestAccessLogLine(t *testing.T) {
 	}))
 	req, _ := http.NewRequest(http.MethodGet, "http://x/v2/openshift/ci/blobs/sha256:ab?secret=1", nil)
 	req.Header.Set("Authorization", "Bearer s3cr3t-token")
+	req.RemoteAddr = "192.0.2.7:51234"
 	rec := &discard{header: http.Header{}}
 	h.ServeHTTP(rec, req)
 	var line map[string]any
@@ -34,7 +35,7 @@ func TestAccessLogLine(t *testing.T) {
 	}
 	hr, _ := line["httpRequest"].(map[string]any)
 	if line["severity"] != "INFO" || line["message"] != "request" || line["user"] != "alice" || line["upstream_status"] != float64(206) ||
-		hr["status"] != float64(206) || hr["responseSize"] != "10" || hr["requestMethod"] != "GET" || hr["requestUrl"] != "/v2/openshift/ci/blobs/sha256:ab" {
+		hr["status"] != float64(206) || hr["responseSize"] != "10" || hr["requestMethod"] != "GET" || hr["requestUrl"] != "/v2/openshift/ci/blobs/sha256:ab" || hr["remoteIp"] != "192.0.2.7" {
 		t.Errorf("line = %s", buf.String())
 	}
 	if strings.Contains(buf.String(), "s3cr3t") {
