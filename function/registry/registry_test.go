@@ -224,3 +224,13 @@ func allMatch(re *regexp.Regexp, name string) bool {
 	}
 	return true
 }
+
+func BenchmarkParseScopesAndGrant(b *testing.B) {
+	req := []string{"repository:openshift/ci:pull repository:openshift/other:pull,push"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if g := registry.Grant(registry.ParseScopes(req), "openshift/ci"); len(g) != 1 {
+			b.Fatal(g)
+		}
+	}
+}
