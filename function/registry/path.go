@@ -33,7 +33,6 @@ var (
 	ErrReferenceInvalid = errors.New("invalid tag or digest")
 )
 
-
 // maxNameLen bounds a repository name, as the distribution spec does.
 const maxNameLen = 255
 
