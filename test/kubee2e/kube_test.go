@@ -223,9 +223,10 @@ func TestClusterLoginsWithTheDeployRBAC(t *testing.T) {
 		code, h := s.login(t, groupedUser, groupedToken)
 		return code == http.StatusServiceUnavailable && h.Get("Retry-After") != ""
 	})
-	if !strings.Contains(s.proxy.Logs(), "system:auth-delegator") {
-		t.Error("the log does not say the service account lacks system:auth-delegator")
-	}
+	// The process's output reaches the test through a pipe, after the answer.
+	eventually(t, "the log says the service account lacks system:auth-delegator", func() bool {
+		return strings.Contains(s.proxy.Logs(), "lacks system:auth-delegator")
+	})
 	if code, _ := s.login(t, robotUser, robotPass); code != 200 {
 		t.Errorf("robot login without the binding: %d", code)
 	}
