@@ -29,6 +29,7 @@ type FromEnv struct {
 // NewFromEnv returns a handler built lazily from the environment.
 func NewFromEnv() *FromEnv { return &FromEnv{} }
 
+// ServeHTTP builds the handler on the first call and serves with it.
 func (f *FromEnv) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.once.Do(func() {
 		cfg, err := config.Load()

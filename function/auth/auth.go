@@ -93,6 +93,8 @@ var (
 // errBadRequest marks a request that cannot be parsed.
 var errBadRequest = errors.New("bad token request")
 
+// ServeHTTP answers a token request: 200 with the token answer, or the
+// registry error that says why not (400, 401, 403, 405, 503).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req request
 	var err error

@@ -244,6 +244,7 @@ func (c *Config) validate(problems []string) error {
 // Error lists every problem found in a configuration.
 type Error struct{ Problems []string }
 
+// Error lists the problems in one message.
 func (e *Error) Error() string {
 	return "invalid configuration: " + strings.Join(e.Problems, "; ")
 }
