@@ -47,7 +47,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(int(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

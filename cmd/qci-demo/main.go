@@ -96,7 +96,7 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	cfg := config.Defaults()
-	cfg.Port = port
+	cfg.Port = config.Port(port)
 	cfg.UpstreamURL = reg.URL()
 	cfg.UpstreamRepository = demoRepository
 	cfg.RobotUsername, cfg.RobotPassword = config.Secret(user), config.Secret(pass)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ const Prefix = "QCI"
 type Config struct {
 	// Port is the listen port. envconfig reads QCI_PORT, then PORT, which is
 	// what Knative and Cloud Run set.
-	Port int `envconfig:"PORT" default:"8080"`
+	Port Port `envconfig:"PORT" default:"8080"`
 	// ExposedURL is the public URL; its host is the token service, issuer and
 	// audience. Empty: taken from each request's Host and X-Forwarded-Proto.
 	ExposedURL string `envconfig:"EXPOSED_URL"`
@@ -72,6 +73,20 @@ type Config struct {
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
+}
+
+// Port is a TCP port number; a value that is not a number decodes to -1, so
+// that Validate reports it with every other problem.
+type Port int
+
+// Decode implements envconfig.Decoder.
+func (p *Port) Decode(value string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(value))
+	if err != nil {
+		n = -1
+	}
+	*p = Port(n)
+	return nil
 }
 
 // Secret is a string that never prints.
@@ -183,7 +198,7 @@ func (c *Config) Validate() error { return c.validate(nil) }
 func (c *Config) validate(problems []string) error {
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	if c.Port <= 0 || c.Port > 65535 {
-		bad("PORT %d is not a port number", c.Port)
+		bad("PORT must be a number from 1 to 65535")
 	}
 	if c.ExposedURL != "" {
 		if err := checkBaseURL(c.ExposedURL); err != nil {
@@ -294,7 +309,7 @@ func (c Config) LogValue() slog.Value {
 		return "set"
 	}
 	return slog.GroupValue(
-		slog.Int("port", c.Port),
+		slog.Int("port", int(c.Port)),
 		slog.String("exposed_url", c.ExposedURL),
 		slog.String("upstream_url", c.UpstreamURL),
 		slog.String("upstream_repository", c.UpstreamRepository),

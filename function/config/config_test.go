@@ -113,6 +113,7 @@ func TestEveryProblemListed(t *testing.T) {
 	t.Setenv("QCI_REFRESH_TTL", "forever")
 	t.Setenv("QCI_KUBECONFIG", filepath.Join(dir, "missing"))
 	t.Setenv("QCI_UPSTREAM_REPOSITORY", "Not/Valid")
+	t.Setenv("PORT", "eighty")
 	_, err := config.Load()
 	if !errors.Is(err, config.ErrInvalid) {
 		t.Fatalf("err = %v", err)
@@ -128,6 +129,7 @@ func TestEveryProblemListed(t *testing.T) {
 		`QCI_REFRESH_TTL "forever" is not a duration`,
 		"QCI_KUBECONFIG",
 		"QCI_UPSTREAM_REPOSITORY",
+		"PORT must be a number",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not mention %q:\n%s", want, msg)
