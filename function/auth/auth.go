@@ -153,19 +153,19 @@ func parseGet(r *http.Request) (request, error) {
 func parsePost(w http.ResponseWriter, r *http.Request) (request, error) {
 	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || ct != "application/x-www-form-urlencoded" {
-		return request{}, errorf("POST /v2/auth needs an application/x-www-form-urlencoded body")
+		return request{}, badRequestf("POST /v2/auth needs an application/x-www-form-urlencoded body")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxFormBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return request{}, errorf("form body larger than 64 KiB")
+			return request{}, badRequestf("form body larger than 64 KiB")
 		}
-		return request{}, errorf("reading the form body failed")
+		return request{}, badRequestf("reading the form body failed")
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return request{}, errorf("malformed form body")
+		return request{}, badRequestf("malformed form body")
 	}
 	req := request{grant: form.Get("grant_type"), scopes: form["scope"]}
 	switch req.grant {
@@ -181,14 +181,15 @@ func parsePost(w http.ResponseWriter, r *http.Request) (request, error) {
 			return request{}, login.ErrBadCredentials
 		}
 	case "":
-		return request{}, errorf("grant_type is required (password or refresh_token)")
+		return request{}, badRequestf("grant_type is required (password or refresh_token)")
 	default:
-		return request{}, errorf("unsupported grant_type " + safeQuote(req.grant) + ": use password or refresh_token")
+		return request{}, badRequestf("unsupported grant_type " + safeQuote(req.grant) + ": use password or refresh_token")
 	}
 	return req, nil
 }
 
-func errorf(msg string) error { return &badRequest{msg} }
+// badRequestf makes a 400 error with msg, matched by errBadRequest.
+func badRequestf(msg string) error { return &badRequest{msg} }
 
 type badRequest struct{ msg string }
 
