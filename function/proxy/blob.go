@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -13,8 +14,9 @@ import (
 // body to the ResponseWriter's ReadFrom, which the splice transport turns
 // into a kernel copy between the two sockets. Headers get the same
 // treatment as on the ReverseProxy path (rewrite and modifyResponse).
-func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request) {
-	out := r.Clone(r.Context())
+// ctx is r's context with the public URL, for modifyResponse.
+func (h *Handler) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	out := r.Clone(ctx)
 	out.RequestURI = ""
 	out.Body = nil
 	out.ContentLength = 0

@@ -142,7 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), publicKey{}, public{scheme, host})
 	if h.spliceBlobs && route.Kind == registry.KindBlob && r.Method == http.MethodGet {
-		h.serveBlob(w, r.WithContext(ctx))
+		h.serveBlob(ctx, w, r)
 		return
 	}
 	h.rp.ServeHTTP(w, r.WithContext(ctx))

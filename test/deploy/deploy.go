@@ -5,7 +5,6 @@ package deploy
 
 import (
 	"reflect"
-	"strings"
 
 	"github.com/qci-appci/qci-appci/function/config"
 )
@@ -32,13 +31,4 @@ func EnvNames() map[string]bool {
 		}
 	}
 	return names
-}
-
-// RequiredSecrets are the secrets without which the function does not start.
-func RequiredSecrets() []string {
-	var out []string
-	for _, n := range config.SecretEnvNames() {
-		out = append(out, strings.TrimSpace(n))
-	}
-	return out
 }

@@ -14,6 +14,7 @@ import (
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/test/deploy"
 )
 
@@ -136,7 +137,7 @@ func TestKnativeEnvMatchesConfig(t *testing.T) {
 	for _, m := range c.VolumeMounts {
 		mounts[m.Name] = m.MountPath
 	}
-	for _, s := range deploy.RequiredSecrets() {
+	for _, s := range config.SecretEnvNames() {
 		e, ok := set[s+"_FILE"]
 		if !ok {
 			t.Errorf("%s_FILE is not set", s)

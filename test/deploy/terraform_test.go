@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 
+	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/test/deploy"
 )
 
@@ -110,7 +111,7 @@ func TestCloudRunService(t *testing.T) {
 		}
 		set[name] = true
 	}
-	for _, s := range deploy.RequiredSecrets() {
+	for _, s := range config.SecretEnvNames() {
 		if !set[s+"_FILE"] {
 			t.Errorf("%s_FILE is not set", s)
 		}
