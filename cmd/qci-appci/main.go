@@ -54,5 +54,5 @@ func run(log *slog.Logger) error {
 	log.Info("qci-appci listening", "version", version, "addr", ln.Addr().String(), "config", cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return server.Serve(ctx, ln, server.AccessLog(log, handler), log)
+	return server.Serve(ctx, ln, server.AccessLog(os.Stderr, handler), log)
 }

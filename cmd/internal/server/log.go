@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
+	"sync"
 	"time"
 
 	"github.com/qci-appci/qci-appci/function/requestinfo"
@@ -49,38 +49,50 @@ func severity(l slog.Level) string {
 	}
 }
 
-// AccessLog writes one line per request: method, path, status, bytes,
-// duration, user and upstream status, as Cloud Logging's httpRequest. The
-// query is left out: it may hold a scope, never needed, and a client could
-// put anything there.
-func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// AccessLog writes one JSON line per request to w: method, path, status,
+// bytes, duration, user and upstream status, as Cloud Logging's
+// httpRequest, beside the time, severity and message that NewLogger's lines
+// have. The query is left out: it may hold a scope, never needed, and a
+// client could put anything there. Each line is one Write, under a lock.
+func AccessLog(w io.Writer, next http.Handler) http.Handler {
+	out := &lineWriter{w: w}
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx, info := requestinfo.With(r.Context())
-		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		rec := &recorder{ResponseWriter: rw, status: http.StatusOK}
 		defer func() {
 			status := rec.status
 			if p := recover(); p != nil {
 				status = 499 // aborted mid-answer: the client saw a broken response
 				defer panic(p)
 			}
-			log.LogAttrs(ctx, slog.LevelInfo, "request",
-				slog.Group("httpRequest",
-					slog.String("requestMethod", r.Method),
-					slog.String("requestUrl", r.URL.EscapedPath()),
-					slog.Int("status", status),
-					slog.String("responseSize", strconv.FormatInt(rec.bytes, 10)),
-					slog.String("latency", strconv.FormatFloat(time.Since(start).Seconds(), 'f', 6, 64)+"s"),
-					slog.String("remoteIp", remoteIP(r.RemoteAddr)),
-					slog.String("userAgent", r.UserAgent()),
-					slog.String("protocol", r.Proto),
-				),
-				slog.String("user", info.User),
-				slog.Int("upstream_status", info.UpstreamStatus),
-			)
+			out.write(&accessEntry{
+				time: start, method: r.Method, path: r.URL.EscapedPath(), status: status, size: rec.bytes,
+				latency: time.Since(start), remoteIP: remoteIP(r.RemoteAddr), userAgent: r.UserAgent(),
+				protocol: r.Proto, user: info.User, upstreamStatus: info.UpstreamStatus,
+			})
 		}()
 		next.ServeHTTP(rec, r.WithContext(ctx))
 	})
+}
+
+// lineWriter writes access lines from pooled buffers, one Write a line.
+type lineWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	bufs sync.Pool
+}
+
+func (l *lineWriter) write(e *accessEntry) {
+	bp, _ := l.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	*bp = appendAccessLine((*bp)[:0], e)
+	l.mu.Lock()
+	_, _ = l.w.Write(*bp)
+	l.mu.Unlock()
+	l.bufs.Put(bp)
 }
 
 // remoteIP drops the port of a peer address.
@@ -133,8 +145,8 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 // Unwrap lets http.ResponseController reach the real writer.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// Flush forwards to the real writer, for httputil.ReverseProxy's
-// FlushInterval -1.
+// Flush forwards to the real writer, for the proxy's flush after each
+// write.
 func (r *recorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()

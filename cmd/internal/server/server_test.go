@@ -17,8 +17,7 @@ import (
 
 func TestAccessLogLine(t *testing.T) {
 	var buf bytes.Buffer
-	log := server.NewLogger(&buf)
-	h := server.AccessLog(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := server.AccessLog(&buf, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requestinfo.SetUser(r.Context(), "alice")
 		requestinfo.SetUpstreamStatus(r.Context(), 206)
 		w.WriteHeader(http.StatusPartialContent)
