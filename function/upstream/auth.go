@@ -15,8 +15,8 @@ type authTransport struct {
 var _ http.RoundTripper = (*authTransport)(nil)
 
 // NewAuthTransport wraps base. The request's Authorization header is
-// replaced in place: it is meant for the fresh outgoing requests that
-// httputil.ReverseProxy builds, which nothing else holds.
+// replaced in place: it is meant for the fresh outgoing requests that the
+// proxy clones for the upstream, which nothing else holds.
 func NewAuthTransport(base http.RoundTripper, source *TokenSource) http.RoundTripper {
 	return &authTransport{base: base, source: source}
 }

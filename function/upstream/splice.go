@@ -8,17 +8,18 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 )
 
-// spliceTransport carries plain-HTTP GETs of blobs on connections of its
-// own, so that a blob's body can go from the upstream's socket to the
-// client's inside the kernel (splice on Linux): the response body it returns
-// implements io.WriterTo, and writing it to a net/http ResponseWriter ends in
-// (*net.TCPConn).ReadFrom of a TCP source. Every other request, and every
-// https upstream, goes to the fallback transport.
+// spliceTransport carries plain-HTTP GETs and HEADs without a body on
+// connections of its own, one goroutine a request and no hand-off between
+// goroutines (http.Transport has a read and a write loop per connection),
+// so that a blob's body can go from the upstream's socket to the client's
+// inside the kernel (splice on Linux): the response body it returns
+// implements io.WriterTo, and writing it to a net/http ResponseWriter ends
+// in (*net.TCPConn).ReadFrom of a TCP source. Every other request, and
+// every https upstream, goes to the fallback transport.
 type spliceTransport struct {
 	fallback http.RoundTripper
 	dialer   *net.Dialer
@@ -31,10 +32,16 @@ var _ http.RoundTripper = (*spliceTransport)(nil)
 // maxIdleRaw bounds the kept-alive connections of the splice path.
 const maxIdleRaw = 64
 
+// rawIdleTimeout is how long an idle connection is kept: below the
+// keep-alive timeouts of common servers (nginx 75 s, many load balancers
+// 60 s), so that a request rarely meets a connection the upstream closed.
+const rawIdleTimeout = 45 * time.Second
+
 // copyBufferSize is the buffer of the copy when splice is not possible.
 const copyBufferSize = 64 << 10
 
-// NewSpliceTransport wraps fallback with the splice path for blob GETs.
+// NewSpliceTransport wraps fallback with the splice path for plain-HTTP
+// GETs and HEADs.
 func NewSpliceTransport(fallback http.RoundTripper) http.RoundTripper {
 	return &spliceTransport{
 		fallback: fallback,
@@ -50,10 +57,12 @@ type rawConn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	host string
+	// idleSince is when the connection was last put back.
+	idleSince time.Time
 }
 
 func (t *spliceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "http" || req.Method != http.MethodGet || !strings.Contains(req.URL.Path, "/blobs/") ||
+	if req.URL.Scheme != "http" || (req.Method != http.MethodGet && req.Method != http.MethodHead) ||
 		(req.Body != nil && req.Body != http.NoBody) {
 		return t.fallback.RoundTrip(req)
 	}
@@ -62,7 +71,7 @@ func (t *spliceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.get(req.Context(), addr)
+		c, reused, err := t.get(req.Context(), addr, attempt > 0)
 		if err != nil {
 			return nil, err
 		}
@@ -72,19 +81,21 @@ func (t *spliceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		_ = c.conn.Close()
 		// A kept-alive connection the upstream closed meanwhile fails before
-		// any answer: try once more on a new one, as net/http does.
+		// any answer: try once more, on a new connection (the other idle
+		// ones may be just as stale).
 		if !reused || attempt > 0 || req.Context().Err() != nil {
 			return nil, err
 		}
 	}
 }
 
-// get returns an idle connection to addr, or dials one.
-func (t *spliceTransport) get(ctx context.Context, addr string) (*rawConn, bool, error) {
-	for {
+// get returns an idle connection to addr, or dials one; fresh skips the
+// idle ones.
+func (t *spliceTransport) get(ctx context.Context, addr string, fresh bool) (*rawConn, bool, error) {
+	for !fresh {
 		select {
 		case c := <-t.idle:
-			if c.host == addr {
+			if c.host == addr && time.Since(c.idleSince) < rawIdleTimeout {
 				return c, true, nil
 			}
 			_ = c.conn.Close()
@@ -107,6 +118,7 @@ func (t *spliceTransport) get(ctx context.Context, addr string) (*rawConn, bool,
 
 // put keeps c for reuse, or closes it when the pool is full.
 func (t *spliceTransport) put(c *rawConn) {
+	c.idleSince = time.Now()
 	select {
 	case t.idle <- c:
 	default:
@@ -133,6 +145,8 @@ func (t *spliceTransport) exchange(c *rawConn, req *http.Request) (*http.Respons
 	}
 	body := &rawBody{t: t, c: c, stop: stop, keep: !resp.Close}
 	switch {
+	case resp.Body == http.NoBody: // HEAD, 204, 304, or an empty body
+		body.Close()
 	case resp.ContentLength > 0 && len(resp.TransferEncoding) == 0:
 		body.remaining = resp.ContentLength
 		resp.Body = body

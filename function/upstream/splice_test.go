@@ -13,15 +13,21 @@ import (
 	"github.com/qci-appci/qci-appci/function/upstream"
 )
 
-// TestSpliceTransportReusesAndRecovers: blob GETs share a kept-alive
-// connection, a connection the upstream closed is replaced without an error,
-// and other requests go to the fallback transport.
+// TestSpliceTransportReusesAndRecovers: GETs and HEADs share kept-alive
+// connections (a HEAD's Content-Length is not read as a body), idle
+// connections the upstream closed are replaced without an error however
+// many there are, and requests with a body go to the fallback transport.
 func TestSpliceTransportReusesAndRecovers(t *testing.T) {
 	var conns atomic.Int32
 	var mu sync.Mutex
 	var open []net.Conn
+	var barrier sync.WaitGroup
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "body of "+r.URL.Path)
+		if strings.HasSuffix(r.URL.Path, "/together") {
+			barrier.Done()
+			barrier.Wait()
+		}
+		_, _ = io.WriteString(w, "body of "+r.Method+" "+r.URL.Path)
 	}))
 	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -39,9 +45,10 @@ func TestSpliceTransportReusesAndRecovers(t *testing.T) {
 		return http.DefaultTransport.RoundTrip(r)
 	}))
 	client := &http.Client{Transport: tr}
-	get := func(path string) string {
+	do := func(method, path string) (string, *http.Response) {
 		t.Helper()
-		resp, err := client.Get(srv.URL + path)
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,30 +57,56 @@ func TestSpliceTransportReusesAndRecovers(t *testing.T) {
 		if _, err := io.Copy(&sb, resp.Body); err != nil {
 			t.Fatal(err)
 		}
-		return sb.String()
+		return sb.String(), resp
 	}
-	for range 3 {
-		if got := get("/v2/r/blobs/sha256:1"); got != "body of /v2/r/blobs/sha256:1" {
-			t.Fatalf("got %q", got)
+	for _, p := range []string{"/v2/r/blobs/sha256:1", "/v2/r/manifests/latest", "/v2/r/blobs/sha256:1"} {
+		if got, _ := do(http.MethodGet, p); got != "body of GET "+p {
+			t.Fatalf("GET %s: %q", p, got)
+		}
+		body, resp := do(http.MethodHead, p)
+		if body != "" || resp.ContentLength != int64(len("body of HEAD "+p)) {
+			t.Fatalf("HEAD %s: body %q, Content-Length %d", p, body, resp.ContentLength)
 		}
 	}
 	if n := conns.Load(); n != 1 {
-		t.Errorf("%d connections for 3 sequential blob GETs, want 1", n)
+		t.Errorf("%d connections for 6 sequential GETs and HEADs, want 1", n)
 	}
+
+	// Three connections at once, all idle afterwards; the upstream then
+	// closes every one of them.
+	barrier.Add(3)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			resp, err := client.Get(srv.URL + "/v2/r/blobs/together")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
 	mu.Lock()
 	for _, c := range open {
-		_ = c.Close() // the upstream drops its idle connections
+		_ = c.Close()
 	}
 	mu.Unlock()
-	if got := get("/v2/r/blobs/sha256:2"); got != "body of /v2/r/blobs/sha256:2" {
-		t.Errorf("after the upstream closed the idle connection: %q", got)
+	if got, _ := do(http.MethodGet, "/v2/r/blobs/sha256:2"); got != "body of GET /v2/r/blobs/sha256:2" {
+		t.Errorf("after the upstream closed its idle connections: %q", got)
 	}
 	if fallback.Load() != 0 {
-		t.Errorf("blob GETs went to the fallback")
+		t.Errorf("%d GETs or HEADs went to the fallback", fallback.Load())
 	}
-	get("/v2/r/manifests/latest")
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v2/r/blobs/uploads/", strings.NewReader("x"))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	if fallback.Load() != 1 {
-		t.Errorf("a manifest GET did not go to the fallback")
+		t.Errorf("a POST did not go to the fallback")
 	}
 }
 
