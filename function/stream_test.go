@@ -148,7 +148,7 @@ func robotToken(t testing.TB, srv *httptest.Server) string {
 }
 
 func TestBrokenUpstreamBodyAbortsTheClient(t *testing.T) {
-	// Blobs take the splice path, manifests httputil.ReverseProxy: both must abort.
+	// With and without a Content-Length, blob and manifest: all must abort.
 	for _, c := range []struct {
 		path    string
 		chunked bool

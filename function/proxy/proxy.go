@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -46,11 +45,8 @@ type Handler struct {
 	opts      Options
 	verified  *token.VerifiedCache
 	pullScope string
-	rp        *httputil.ReverseProxy
-	// spliceBlobs: blob GETs take serveBlob, whose copy the kernel can do.
-	// Only a plain-HTTP upstream can splice; over TLS the bytes must be
-	// decrypted in user space anyway.
-	spliceBlobs bool
+	// bufs are the copy buffers of bodies that cannot be spliced.
+	bufs sync.Pool
 }
 
 // New returns the proxy handler.
@@ -61,17 +57,12 @@ func New(opts Options) *Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{opts: opts, verified: token.NewVerifiedCache(opts.Keys), pullScope: registry.PullScope(opts.Repository).String(), spliceBlobs: opts.Upstream.Scheme == "http"}
-	h.rp = &httputil.ReverseProxy{
-		Rewrite:        h.rewrite,
-		Transport:      opts.Transport,
-		FlushInterval:  -1,
-		BufferPool:     newBufferPool(),
-		ModifyResponse: h.modifyResponse,
-		ErrorHandler:   h.upstreamError,
-		ErrorLog:       slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	return &Handler{
+		opts:      opts,
+		verified:  token.NewVerifiedCache(opts.Keys),
+		pullScope: registry.PullScope(opts.Repository).String(),
+		bufs:      sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }},
 	}
-	return h
 }
 
 var allowRead = []string{"GET, HEAD"}
@@ -140,12 +131,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"the token does not grant pull on "+h.opts.Repository)
 		return
 	}
-	ctx := context.WithValue(r.Context(), publicKey{}, public{scheme, host})
-	if h.spliceBlobs && route.Kind == registry.KindBlob && r.Method == http.MethodGet {
-		h.serveBlob(ctx, w, r)
-		return
-	}
-	h.rp.ServeHTTP(w, r.WithContext(ctx))
+	h.forward(context.WithValue(r.Context(), publicKey{}, public{scheme, host}), w, r)
 }
 
 func writeBase(w http.ResponseWriter, r *http.Request) {
@@ -171,8 +157,7 @@ func bearer(h http.Header) (string, bool) {
 
 // rewrite aims the outgoing request at the upstream: same (checked) path
 // and query, the upstream's Host, and nothing of the client's credentials.
-func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
-	out := pr.Out
+func (h *Handler) rewrite(out *http.Request) {
 	out.URL.Scheme = h.opts.Upstream.Scheme
 	out.URL.Host = h.opts.Upstream.Host
 	out.Host = ""
@@ -184,8 +169,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 
 // modifyResponse keeps the upstream's own authentication to itself and
 // points a redirect on the upstream's host back at us.
-func (h *Handler) modifyResponse(resp *http.Response) error {
-	ctx := resp.Request.Context()
+func (h *Handler) modifyResponse(ctx context.Context, resp *http.Response) {
 	requestinfo.SetUpstreamStatus(ctx, resp.StatusCode)
 	hdr := resp.Header
 	delete(hdr, "Www-Authenticate")
@@ -199,7 +183,6 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 			}
 		}
 	}
-	return nil
 }
 
 // upstreamError answers 503 when the upstream cannot be reached or refuses
@@ -219,24 +202,5 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	registry.WriteError(w, http.StatusServiceUnavailable, registry.CodeUnavailable, msg)
 }
 
-// bufferSize is the copy buffer of a proxied body.
+// bufferSize is the copy buffer of a body that cannot be spliced.
 const bufferSize = 64 << 10
-
-// bufferPool implements httputil.BufferPool without allocating on Put.
-type bufferPool struct{ pool sync.Pool }
-
-var _ httputil.BufferPool = (*bufferPool)(nil)
-
-func newBufferPool() *bufferPool {
-	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}}
-}
-
-func (p *bufferPool) Get() []byte { return *(p.pool.Get().(*[]byte)) }
-
-func (p *bufferPool) Put(b []byte) {
-	if cap(b) < bufferSize {
-		return
-	}
-	b = b[:bufferSize]
-	p.pool.Put(&b)
-}
