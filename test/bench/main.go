@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/qci-appci/qci-appci/function/registry"
@@ -46,6 +47,7 @@ type options struct {
 	blobSize int64
 	out      string
 	readme   string
+	manifest bool
 }
 
 func main() {
@@ -53,6 +55,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "a short run (under 2 minutes) that writes the same file")
 	flag.StringVar(&o.out, "out", "test/bench/results.json", "where to write the results")
 	flag.StringVar(&o.readme, "readme", "test/bench/README.md", "README whose results table is rewritten; empty: none")
+	flag.BoolVar(&o.manifest, "manifest-only", false, "measure only manifest GETs, for profiling; writes no file")
 	flag.Parse()
 	o.blobSize = 256 << 20
 	if o.quick {
@@ -140,28 +143,34 @@ func run(o options) error {
 	if o.quick {
 		reps = 1
 	}
-	fmt.Println("blob streaming, 1 client")
-	r.BlobMBpsDirect = median(reps, func() float64 { return blobMBps(upURL+blobPath, "", 1, o.blobSize) })
-	r.BlobMBpsNginx = median(reps, func() float64 { return blobMBps(ngURL+blobPath, "", 1, o.blobSize) })
-	r.BlobMBpsProxy = median(reps, func() float64 { return blobMBps(px.url+blobPath, px.token, 1, o.blobSize) })
-	fmt.Println("blob streaming, 16 clients")
-	r.BlobMBpsDirect16 = median(reps, func() float64 { return blobMBps(upURL+blobPath, "", 16, o.blobSize) })
-	r.BlobMBpsNginx16 = median(reps, func() float64 { return blobMBps(ngURL+blobPath, "", 16, o.blobSize) })
-	r.BlobMBpsProxy16 = median(reps, func() float64 { return blobMBps(px.url+blobPath, px.token, 16, o.blobSize) })
-	r.BlobRatioDirect = round(r.BlobMBpsProxy / r.BlobMBpsDirect)
-	r.BlobRatioDirect16 = round(r.BlobMBpsProxy16 / r.BlobMBpsDirect16)
-
-	fmt.Println("manifest GETs, 64 keep-alive clients")
+	if !o.manifest {
+		fmt.Println("blob streaming, 1 client")
+		r.BlobMBpsDirect = median(reps, func() float64 { return blobMBps(upURL+blobPath, "", 1, o.blobSize) })
+		r.BlobMBpsNginx = median(reps, func() float64 { return blobMBps(ngURL+blobPath, "", 1, o.blobSize) })
+		r.BlobMBpsProxy = median(reps, func() float64 { return blobMBps(px.url+blobPath, px.token, 1, o.blobSize) })
+		fmt.Println("blob streaming, 16 clients")
+		r.BlobMBpsDirect16 = median(reps, func() float64 { return blobMBps(upURL+blobPath, "", 16, o.blobSize) })
+		r.BlobMBpsNginx16 = median(reps, func() float64 { return blobMBps(ngURL+blobPath, "", 16, o.blobSize) })
+		r.BlobMBpsProxy16 = median(reps, func() float64 { return blobMBps(px.url+blobPath, px.token, 16, o.blobSize) })
+		r.BlobRatioDirect = round(r.BlobMBpsProxy / r.BlobMBpsDirect)
+		r.BlobRatioDirect16 = round(r.BlobMBpsProxy16 / r.BlobMBpsDirect16)
+	}
 	d := 5 * time.Second
 	if o.quick {
 		d = 2 * time.Second
 	}
+	fmt.Println("manifest GETs, 64 keep-alive clients")
 	r.ManifestRPSDirect, _ = manifestLoad(upURL+manifestPath, "", 64, d, nil)
 	var ngCPU float64
 	r.ManifestRPSNginx, ngCPU = manifestLoad(ngURL+manifestPath, "", 64, d, ng.pids)
 	var pxCPU float64
 	r.ManifestRPSProxy, pxCPU = manifestLoad(px.url+manifestPath, px.token, 64, d, func() []int { return []int{px.cmd.Process.Pid} })
 	r.ManifestCPUusNginx, r.ManifestCPUusProxy = round(ngCPU), round(pxCPU)
+	if o.manifest {
+		fmt.Printf("manifest GETs/s: direct %.0f, nginx %.0f, qci-appci %.0f; CPU µs each: nginx %.1f, qci-appci %.1f\n",
+			r.ManifestRPSDirect, r.ManifestRPSNginx, r.ManifestRPSProxy, r.ManifestCPUusNginx, r.ManifestCPUusProxy)
+		return nil
+	}
 
 	fmt.Println("peak RSS under 64 blob streams (a fresh instance)")
 	fresh, err := startProxy(bin, dir, upURL)
@@ -380,9 +389,18 @@ func (n *nginxProc) pids() []int {
 	return pids
 }
 
+// stop asks nginx to stop with SIGTERM, on which the master ends its
+// workers; SIGKILL would leave the workers running, holding the port.
 func (n *nginxProc) stop() {
-	_ = n.cmd.Process.Kill()
-	_ = n.cmd.Wait()
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = n.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-done
+	}
 }
 
 func waitTCP(addr string) error {
