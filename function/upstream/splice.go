@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -130,10 +131,7 @@ func (t *spliceTransport) put(c *rawConn) {
 // interrupted when the request's context ends, until the body is closed.
 func (t *spliceTransport) exchange(c *rawConn, req *http.Request) (*http.Response, error) {
 	stop := context.AfterFunc(req.Context(), func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
-	if err := req.Write(c.bw); err != nil {
-		stop()
-		return nil, fmt.Errorf("write request: %w", err)
-	}
+	writeRequestHead(c.bw, req)
 	if err := c.bw.Flush(); err != nil {
 		stop()
 		return nil, fmt.Errorf("write request: %w", err)
@@ -247,4 +245,51 @@ type closeWith struct {
 
 func (c *closeWith) Close() error {
 	return errors.Join(c.ReadCloser.Close(), c.after())
+}
+
+// writeRequestHead writes the head of a bodiless request: what
+// (*http.Request).Write would, without its allocations and sorting. A
+// header value with a line break or NUL is left out (net/http's server
+// never lets one through; this keeps it so), and so is an empty
+// User-Agent, which stands for "none" as in net/http.
+func writeRequestHead(w *bufio.Writer, req *http.Request) {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	_, _ = w.WriteString(req.Method)
+	_ = w.WriteByte(' ')
+	_, _ = w.WriteString(req.URL.RequestURI())
+	_, _ = w.WriteString(" HTTP/1.1\r\nHost: ")
+	_, _ = w.WriteString(host)
+	_, _ = w.WriteString("\r\n")
+	for k, vs := range req.Header {
+		if k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" || k == "Connection" || !validHeaderName(k) {
+			continue
+		}
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n\x00") || (v == "" && k == "User-Agent") {
+				continue
+			}
+			_, _ = w.WriteString(k)
+			_, _ = w.WriteString(": ")
+			_, _ = w.WriteString(v)
+			_, _ = w.WriteString("\r\n")
+		}
+	}
+	_, _ = w.WriteString("\r\n")
+}
+
+// validHeaderName reports whether k is an HTTP token (RFC 9110, 5.6.2).
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -113,3 +113,49 @@ func TestSpliceTransportReusesAndRecovers(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestSpliceTransportWritesTheRequest: what the upstream receives is the
+// request as sent: method, path and query, Host, every header value, no
+// User-Agent when it is empty, and nothing that could split the request.
+func TestSpliceTransportWritesTheRequest(t *testing.T) {
+	type seen struct {
+		method, uri, host string
+		header            http.Header
+	}
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Method, r.RequestURI, r.Host, r.Header.Clone()}
+	}))
+	defer srv.Close()
+	tr := upstream.NewSpliceTransport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		t.Fatalf("fallback used for %s %s", r.Method, r.URL)
+		return nil, nil
+	}))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/openshift/ci/tags/list?n=10&last=a%2Fb", nil)
+	req.Header["Accept"] = []string{"application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json"}
+	req.Header.Set("Range", "bytes=10-19")
+	req.Header.Set("Authorization", "Bearer upstream-token")
+	req.Header["User-Agent"] = []string{""}
+	req.Header["X-Smuggled"] = []string{"a\r\nGET /admin HTTP/1.1"}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	s := <-got
+	if s.method != "GET" || s.uri != "/v2/openshift/ci/tags/list?n=10&last=a%2Fb" || s.host != strings.TrimPrefix(srv.URL, "http://") {
+		t.Errorf("request line and Host: %s %s, Host %s", s.method, s.uri, s.host)
+	}
+	if a := s.header["Accept"]; len(a) != 2 || a[0] != "application/vnd.oci.image.index.v1+json" || a[1] != "application/vnd.oci.image.manifest.v1+json" {
+		t.Errorf("Accept = %q", a)
+	}
+	if s.header.Get("Range") != "bytes=10-19" || s.header.Get("Authorization") != "Bearer upstream-token" {
+		t.Errorf("headers = %v", s.header)
+	}
+	if _, ok := s.header["User-Agent"]; ok {
+		t.Errorf("User-Agent %q sent, want none", s.header.Get("User-Agent"))
+	}
+	if _, ok := s.header["X-Smuggled"]; ok {
+		t.Errorf("a header value with a line break was sent: %q", s.header["X-Smuggled"])
+	}
+}
