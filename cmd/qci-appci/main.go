@@ -54,5 +54,7 @@ func run(log *slog.Logger) error {
 	log.Info("qci-appci listening", "version", version, "addr", ln.Addr().String(), "config", cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return server.Serve(ctx, ln, server.AccessLog(os.Stderr, handler), log)
+	access := server.NewAccessLog(os.Stderr)
+	defer access.Close()
+	return server.Serve(ctx, ln, access.Handler(handler), log)
 }

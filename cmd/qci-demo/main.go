@@ -112,7 +112,9 @@ func run(log *slog.Logger) error {
 		return fmt.Errorf("listen on :%d (set PORT to use another port): %w", port, err)
 	}
 	printCommands(port, user, pass, digest.String())
-	return server.Serve(ctx, ln, server.AccessLog(os.Stderr, handler), log)
+	access := server.NewAccessLog(os.Stderr)
+	defer access.Close()
+	return server.Serve(ctx, ln, access.Handler(handler), log)
 }
 
 func printCommands(port int, user, pass, digest string) {

@@ -8,10 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
-	"time"
-
-	"github.com/qci-appci/qci-appci/function/requestinfo"
 )
 
 // NewLogger returns a JSON logger with the keys Cloud Logging reads:
@@ -47,52 +43,6 @@ func severity(l slog.Level) string {
 	default:
 		return "DEBUG"
 	}
-}
-
-// AccessLog writes one JSON line per request to w: method, path, status,
-// bytes, duration, user and upstream status, as Cloud Logging's
-// httpRequest, beside the time, severity and message that NewLogger's lines
-// have. The query is left out: it may hold a scope, never needed, and a
-// client could put anything there. Each line is one Write, under a lock.
-func AccessLog(w io.Writer, next http.Handler) http.Handler {
-	out := &lineWriter{w: w}
-	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		ctx, info := requestinfo.With(r.Context())
-		rec := &recorder{ResponseWriter: rw, status: http.StatusOK}
-		defer func() {
-			status := rec.status
-			if p := recover(); p != nil {
-				status = 499 // aborted mid-answer: the client saw a broken response
-				defer panic(p)
-			}
-			out.write(&accessEntry{
-				time: start, method: r.Method, path: r.URL.EscapedPath(), status: status, size: rec.bytes,
-				latency: time.Since(start), remoteIP: remoteIP(r.RemoteAddr), userAgent: r.UserAgent(),
-				protocol: r.Proto, user: info.User, upstreamStatus: info.UpstreamStatus,
-			})
-		}()
-		next.ServeHTTP(rec, r.WithContext(ctx))
-	})
-}
-
-// lineWriter writes access lines from pooled buffers, one Write a line.
-type lineWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	bufs sync.Pool
-}
-
-func (l *lineWriter) write(e *accessEntry) {
-	bp, _ := l.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	*bp = appendAccessLine((*bp)[:0], e)
-	l.mu.Lock()
-	_, _ = l.w.Write(*bp)
-	l.mu.Unlock()
-	l.bufs.Put(bp)
 }
 
 // remoteIP drops the port of a peer address.

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +19,8 @@ import (
 
 func TestAccessLogLine(t *testing.T) {
 	var buf bytes.Buffer
-	h := server.AccessLog(&buf, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	access := server.NewAccessLog(&buf)
+	h := access.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requestinfo.SetUser(r.Context(), "alice")
 		requestinfo.SetUpstreamStatus(r.Context(), 206)
 		w.WriteHeader(http.StatusPartialContent)
@@ -28,6 +31,7 @@ func TestAccessLogLine(t *testing.T) {
 	req.RemoteAddr = "192.0.2.7:51234"
 	rec := &discard{header: http.Header{}}
 	h.ServeHTTP(rec, req)
+	access.Close()
 	var line map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatalf("not one JSON line: %q", buf.String())
@@ -97,5 +101,79 @@ func TestServeDrains(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+// gatedWriter blocks every Write until open is closed, and keeps what was
+// written.
+type gatedWriter struct {
+	open   chan struct{}
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	writes int
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	<-g.open
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.writes++
+	return g.buf.Write(p)
+}
+
+// TestAccessLogLosesNothing: lines from many concurrent requests, more
+// than the writer may hold back while its output is blocked, all arrive
+// whole once the output moves again, each request's own in order; Close
+// writes what is left, and a request after Close is still logged.
+func TestAccessLogLosesNothing(t *testing.T) {
+	out := &gatedWriter{open: make(chan struct{})}
+	access := server.NewAccessLog(out)
+	h := access.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	const clients, each = 8, 400 // about 1.3 MiB of lines, over the 1 MiB held back
+	path := "/v2/openshift/ci/manifests/" + strings.Repeat("x", 300)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for i := range each {
+				req, _ := http.NewRequest(http.MethodGet, "http://x"+path+"/"+strconv.Itoa(c)+"/"+strconv.Itoa(i), nil)
+				h.ServeHTTP(&discard{header: http.Header{}}, req)
+			}
+		})
+	}
+	close(out.open)
+	wg.Wait()
+	access.Close()
+	req, _ := http.NewRequest(http.MethodGet, "http://x/after/close", nil)
+	h.ServeHTTP(&discard{header: http.Header{}}, req)
+
+	next := make([]int, clients)
+	lines := strings.Split(strings.TrimSuffix(out.buf.String(), "\n"), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		var line struct {
+			HTTPRequest struct {
+				RequestURL string `json:"requestUrl"`
+			} `json:"httpRequest"`
+		}
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("broken line %q: %v", l, err)
+		}
+		parts := strings.Split(strings.TrimPrefix(line.HTTPRequest.RequestURL, path+"/"), "/")
+		c, _ := strconv.Atoi(parts[0])
+		i, _ := strconv.Atoi(parts[1])
+		if i != next[c] {
+			t.Fatalf("client %d: line %d after %d", c, i, next[c]-1)
+		}
+		next[c]++
+	}
+	for c, n := range next {
+		if n != each {
+			t.Errorf("client %d: %d lines, want %d", c, n, each)
+		}
+	}
+	if !strings.Contains(lines[len(lines)-1], `"/after/close"`) {
+		t.Errorf("last line %q, want the request after Close", lines[len(lines)-1])
+	}
+	if out.writes >= clients*each {
+		t.Logf("%d writes for %d lines: no batching happened", out.writes, clients*each)
 	}
 }
