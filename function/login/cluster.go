@@ -15,8 +15,9 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	authenticationclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
-	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -69,9 +70,13 @@ type Cluster struct {
 	flight  singleflight.Group
 }
 
+// clusterClients post the two reviews. They are REST clients on a scheme
+// that knows only the review types, not client-go's typed clientsets:
+// those register every API group of Kubernetes at start-up, which a
+// scale-to-zero instance pays on every cold start.
 type clusterClients struct {
-	authn authenticationclient.TokenReviewInterface
-	authz authorizationclient.SubjectAccessReviewInterface
+	authn *rest.RESTClient
+	authz *rest.RESTClient
 }
 
 type cacheEntry struct {
@@ -199,16 +204,44 @@ func (c *Cluster) client() (*clusterClients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	authn, err := authenticationclient.NewForConfig(cfg)
+	codecs, err := reviewCodecs()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	authn, err := restClient(cfg, codecs, authenticationv1.SchemeGroupVersion)
 	if err != nil {
 		return nil, fmt.Errorf("%w: authentication client: %w", ErrUnavailable, err)
 	}
-	authz, err := authorizationclient.NewForConfig(cfg)
+	authz, err := restClient(cfg, codecs, authorizationv1.SchemeGroupVersion)
 	if err != nil {
 		return nil, fmt.Errorf("%w: authorization client: %w", ErrUnavailable, err)
 	}
-	c.clients = &clusterClients{authn: authn.TokenReviews(), authz: authz.SubjectAccessReviews()}
+	c.clients = &clusterClients{authn: authn, authz: authz}
 	return c.clients, nil
+}
+
+// reviewCodecs encode and decode TokenReview, SubjectAccessReview and the
+// API server's Status answers.
+func reviewCodecs() (serializer.CodecFactory, error) {
+	scheme := runtime.NewScheme()
+	if err := authenticationv1.AddToScheme(scheme); err != nil {
+		return serializer.CodecFactory{}, fmt.Errorf("scheme: %w", err)
+	}
+	if err := authorizationv1.AddToScheme(scheme); err != nil {
+		return serializer.CodecFactory{}, fmt.Errorf("scheme: %w", err)
+	}
+	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
+	return serializer.NewCodecFactory(scheme), nil
+}
+
+// restClient is a client of one API group version, as client-go's typed
+// clients configure theirs.
+func restClient(cfg *rest.Config, codecs serializer.CodecFactory, gv schema.GroupVersion) (*rest.RESTClient, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.GroupVersion = &gv
+	cfg.APIPath = "/apis"
+	cfg.NegotiatedSerializer = codecs.WithoutConversion()
+	return rest.RESTClientFor(cfg)
 }
 
 func (c *Cluster) restConfig() (*rest.Config, error) {
@@ -239,9 +272,10 @@ func (c *Cluster) review(ctx context.Context, token string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	tr, err := cl.authn.Create(ctx, &authenticationv1.TokenReview{
+	tr := &authenticationv1.TokenReview{}
+	err = cl.authn.Post().Resource("tokenreviews").Body(&authenticationv1.TokenReview{
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: c.opts.Audiences},
-	}, metav1.CreateOptions{})
+	}).Do(ctx).Into(tr)
 	if err != nil {
 		return Identity{}, c.apiError("TokenReview", err)
 	}
@@ -287,7 +321,8 @@ func (c *Cluster) authorize(ctx context.Context, cl *clusterClients, id Identity
 			spec.Extra[k] = authorizationv1.ExtraValue(v)
 		}
 	}
-	sar, err := cl.authz.Create(ctx, &authorizationv1.SubjectAccessReview{Spec: spec}, metav1.CreateOptions{})
+	sar := &authorizationv1.SubjectAccessReview{}
+	err := cl.authz.Post().Resource("subjectaccessreviews").Body(&authorizationv1.SubjectAccessReview{Spec: spec}).Do(ctx).Into(sar)
 	if err != nil {
 		return c.apiError("SubjectAccessReview", err)
 	}
