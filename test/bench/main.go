@@ -85,6 +85,7 @@ type results struct {
 	RSSMiB64Streams      float64 `json:"rss_mib_64_streams"`
 	ColdStartMsV2        float64 `json:"cold_start_ms_v2"`
 	ColdStartMsManifest  float64 `json:"cold_start_ms_manifest"`
+	ColdStartMsGoFloor   float64 `json:"cold_start_ms_go_floor"`
 	LoginsPerSecond      float64 `json:"logins_per_second"`
 	UpstreamTokenFetches int     `json:"upstream_token_fetches_100_cold"`
 	BlobSizeMiB          int64   `json:"blob_size_mib"`
@@ -188,6 +189,13 @@ func run(o options) error {
 	r.ColdStartMsV2, r.ColdStartMsManifest, err = coldStart(bin, dir, upURL, 10)
 	if err != nil {
 		return err
+	}
+	floor := filepath.Join(dir, "gofloor")
+	if out, err := exec.Command("go", "build", "-trimpath", "-o", floor, "./test/bench/gofloor").CombinedOutput(); err != nil {
+		return fmt.Errorf("build: %v\n%s", err, out)
+	}
+	if r.ColdStartMsGoFloor, _, err = coldStart(floor, dir, upURL, 10); err != nil {
+		return fmt.Errorf("go floor: %w", err)
 	}
 	fmt.Println("upstream token fetches for 100 concurrent cold requests")
 	r.UpstreamTokenFetches, err = coldFetches(bin, dir, upURL, filepath.Join(dir, "upstream", "token.log"))
