@@ -56,10 +56,12 @@ type Cluster struct {
 	adminToken string
 	log        *os.File
 
-	mu        sync.Mutex
-	etcd      *exec.Cmd
-	apiserver *exec.Cmd
-	ca        []byte
+	mu   sync.Mutex
+	etcd *exec.Cmd
+	// etcdExited receives etcd's Wait result.
+	etcdExited chan error
+	apiserver  *exec.Cmd
+	ca         []byte
 }
 
 // BinaryPath finds the kube-apiserver: $QCI_KUBE_APISERVER, else the
@@ -114,32 +116,90 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	if err := c.writeFiles(opts); err != nil {
 		return nil, err
 	}
-	clientPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	peerPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	if c.apiPort, err = freePort(); err != nil {
 		return nil, err
 	}
-	c.etcdURL = "http://127.0.0.1:" + strconv.Itoa(clientPort)
-	peer := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	c.etcd = exec.Command(etcdBin, "--name", "default", "--data-dir", filepath.Join(dir, "etcd"),
-		"--listen-client-urls", c.etcdURL, "--advertise-client-urls", c.etcdURL,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "default="+peer, "--log-level", "warn")
-	c.etcd.Stdout, c.etcd.Stderr = c.log, c.log
-	if err := c.etcd.Start(); err != nil {
-		return nil, fmt.Errorf("start etcd: %w", err)
+	// A port found free may be taken by another test process before etcd
+	// binds it: then etcd exits, and it is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		err := c.startEtcd(ctx, etcdBin)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			c.Stop()
+			return nil, err
+		}
 	}
 	if err := c.StartAPIServer(ctx, apiBin); err != nil {
 		c.Stop()
 		return nil, err
 	}
 	return c, nil
+}
+
+// startEtcd starts etcd on free ports, logging to etcd.log, and waits
+// until it answers /health.
+func (c *Cluster) startEtcd(ctx context.Context, bin string) error {
+	clientPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(c.dir, "etcd.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	c.etcdURL = "http://127.0.0.1:" + strconv.Itoa(clientPort)
+	peer := "http://127.0.0.1:" + strconv.Itoa(peerPort)
+	data := filepath.Join(c.dir, "etcd")
+	if err := os.RemoveAll(data); err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "--name", "default", "--data-dir", data,
+		"--listen-client-urls", c.etcdURL, "--advertise-client-urls", c.etcdURL,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "default="+peer, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start etcd: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	fail := func(what string) error {
+		b, _ := os.ReadFile(logf.Name())
+		return fmt.Errorf("etcd %s; its log ends:\n%s", what, b[max(0, len(b)-2000):])
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.etcdURL+"/health", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				c.etcd, c.etcdExited = cmd, exited
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			return fail(fmt.Sprintf("exited: %v", err))
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			<-exited
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fail("not healthy after 30s")
+		}
+	}
 }
 
 func (c *Cluster) writeFiles(opts Options) error {
@@ -260,9 +320,9 @@ func (c *Cluster) StopAPIServer() error {
 // Stop stops both.
 func (c *Cluster) Stop() {
 	_ = c.StopAPIServer()
-	if c.etcd != nil && c.etcd.Process != nil {
+	if c.etcd != nil {
 		_ = c.etcd.Process.Kill()
-		_ = c.etcd.Wait()
+		<-c.etcdExited
 	}
 	if c.log != nil {
 		_ = c.log.Close()
