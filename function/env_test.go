@@ -20,6 +20,7 @@ import (
 	"github.com/qci-appci/qci-appci/function"
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/test/clustertest"
+	"github.com/qci-appci/qci-appci/test/logbuffer"
 	"github.com/qci-appci/qci-appci/test/registrytest"
 )
 
@@ -42,7 +43,7 @@ type env struct {
 	srv     *httptest.Server
 	key     string
 	img     v1.Image
-	logs    *syncBuffer
+	logs    *logbuffer.Buffer
 }
 
 type envOptions struct {
@@ -55,7 +56,7 @@ type envOptions struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t, logs: &syncBuffer{}}
+	e := &env{t: t, logs: &logbuffer.Buffer{}}
 	reg, err := registrytest.Start(registrytest.Options{Repository: repo, Username: robotUser, Password: robotPass, TokenTTL: o.upstreamTT})
 	if err != nil {
 		t.Fatal(err)

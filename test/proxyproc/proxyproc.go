@@ -4,7 +4,6 @@
 package proxyproc
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,10 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/qci-appci/qci-appci/test/logbuffer"
 )
 
 // Build builds cmd/qci-appci into dir and returns the binary's path.
@@ -33,7 +33,7 @@ type Process struct {
 	cmd    *exec.Cmd
 	Host   string // localhost:PORT
 	URL    string // http://localhost:PORT
-	logs   *syncBuffer
+	logs   *logbuffer.Buffer
 	exited chan error
 }
 
@@ -53,7 +53,7 @@ func FreePort(t testing.TB) int {
 func Start(t testing.TB, bin string, env map[string]string) *Process {
 	t.Helper()
 	port := FreePort(t)
-	p := &Process{Host: "localhost:" + strconv.Itoa(port), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &Process{Host: "localhost:" + strconv.Itoa(port), logs: &logbuffer.Buffer{}, exited: make(chan error, 1)}
 	p.URL = "http://" + p.Host
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + strconv.Itoa(port)}
@@ -122,22 +122,4 @@ func (p *Process) OpenFDs(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return len(entries)
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
