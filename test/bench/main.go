@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -140,33 +141,47 @@ func run(o options) error {
 		Machine: machine(), GoVersion: runtime.Version()}
 	blobPath := "/v2/" + repo + "/blobs/" + digest
 	manifestPath := "/v2/" + repo + "/manifests/latest"
-	reps := 3
+	// Repetitions, interleaved: blobs are quick to move, manifest loads last
+	// d each.
+	blobReps, reps := 5, 3
 	if o.quick {
-		reps = 1
+		blobReps, reps = 3, 1
 	}
 	if !o.manifest {
-		fmt.Println("blob streaming, 1 client")
-		r.BlobMBpsDirect = median(reps, func() float64 { return blobMBps(upURL+blobPath, "", 1, o.blobSize) })
-		r.BlobMBpsNginx = median(reps, func() float64 { return blobMBps(ngURL+blobPath, "", 1, o.blobSize) })
-		r.BlobMBpsProxy = median(reps, func() float64 { return blobMBps(px.url+blobPath, px.token, 1, o.blobSize) })
-		fmt.Println("blob streaming, 16 clients")
-		r.BlobMBpsDirect16 = median(reps, func() float64 { return blobMBps(upURL+blobPath, "", 16, o.blobSize) })
-		r.BlobMBpsNginx16 = median(reps, func() float64 { return blobMBps(ngURL+blobPath, "", 16, o.blobSize) })
-		r.BlobMBpsProxy16 = median(reps, func() float64 { return blobMBps(px.url+blobPath, px.token, 16, o.blobSize) })
-		r.BlobRatioDirect = round(r.BlobMBpsProxy / r.BlobMBpsDirect)
-		r.BlobRatioDirect16 = round(r.BlobMBpsProxy16 / r.BlobMBpsDirect16)
+		for _, clients := range []int{1, 16} {
+			fmt.Printf("blob streaming, %d clients\n", clients)
+			s := interleaved(blobReps,
+				func() float64 { return blobMBps(upURL+blobPath, "", clients, o.blobSize) },
+				func() float64 { return blobMBps(ngURL+blobPath, "", clients, o.blobSize) },
+				func() float64 { return blobMBps(px.url+blobPath, px.token, clients, o.blobSize) })
+			direct, nginx, proxy, ratio := median(s[0]), median(s[1]), median(s[2]), medianRatio(s[2], s[0])
+			if clients == 1 {
+				r.BlobMBpsDirect, r.BlobMBpsNginx, r.BlobMBpsProxy, r.BlobRatioDirect = direct, nginx, proxy, ratio
+			} else {
+				r.BlobMBpsDirect16, r.BlobMBpsNginx16, r.BlobMBpsProxy16, r.BlobRatioDirect16 = direct, nginx, proxy, ratio
+			}
+		}
 	}
-	d := 5 * time.Second
+	d := 3 * time.Second
 	if o.quick {
 		d = 2 * time.Second
 	}
 	fmt.Println("manifest GETs, 64 keep-alive clients")
-	r.ManifestRPSDirect, _ = manifestLoad(upURL+manifestPath, "", 64, d, nil)
-	var ngCPU float64
-	r.ManifestRPSNginx, ngCPU = manifestLoad(ngURL+manifestPath, "", 64, d, ng.pids)
-	var pxCPU float64
-	r.ManifestRPSProxy, pxCPU = manifestLoad(px.url+manifestPath, px.token, 64, d, func() []int { return []int{px.cmd.Process.Pid} })
-	r.ManifestCPUusNginx, r.ManifestCPUusProxy = round(ngCPU), round(pxCPU)
+	var ngCPU, pxCPU []float64
+	s := interleaved(reps,
+		func() float64 { rps, _ := manifestLoad(upURL+manifestPath, "", 64, d, nil); return rps },
+		func() float64 {
+			rps, cpu := manifestLoad(ngURL+manifestPath, "", 64, d, ng.pids)
+			ngCPU = append(ngCPU, cpu)
+			return rps
+		},
+		func() float64 {
+			rps, cpu := manifestLoad(px.url+manifestPath, px.token, 64, d, func() []int { return []int{px.cmd.Process.Pid} })
+			pxCPU = append(pxCPU, cpu)
+			return rps
+		})
+	r.ManifestRPSDirect, r.ManifestRPSNginx, r.ManifestRPSProxy = median(s[0]), median(s[1]), median(s[2])
+	r.ManifestCPUusNginx, r.ManifestCPUusProxy = round(median(ngCPU)), round(median(pxCPU))
 	if o.manifest {
 		fmt.Printf("manifest GETs/s: direct %.0f, nginx %.0f, qci-appci %.0f; CPU µs each: nginx %.1f, qci-appci %.1f\n",
 			r.ManifestRPSDirect, r.ManifestRPSNginx, r.ManifestRPSProxy, r.ManifestCPUusNginx, r.ManifestCPUusProxy)
@@ -224,13 +239,33 @@ func run(o options) error {
 
 func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
-func median(n int, f func() float64) float64 {
-	v := make([]float64, n)
-	for i := range v {
-		v[i] = f()
+// interleaved runs the measures one after another, reps times over, so
+// that a machine that slows down or speeds up during the run (a shared one
+// does) affects each of them alike, and returns each measure's samples.
+func interleaved(reps int, measures ...func() float64) [][]float64 {
+	samples := make([][]float64, len(measures))
+	for range reps {
+		for i, m := range measures {
+			samples[i] = append(samples[i], m())
+		}
 	}
+	return samples
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
 	sort.Float64s(v)
-	return v[n/2]
+	return v[len(v)/2]
+}
+
+// medianRatio is the median of a[i]/b[i]: each ratio compares two samples
+// taken one right after the other.
+func medianRatio(a, b []float64) float64 {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = a[i] / b[i]
+	}
+	return round(median(r))
 }
 
 func freePort() int {
