@@ -57,8 +57,9 @@ image: ## build the container image with ko into $(IMAGE_TAR), no push (KO_DEFAU
 kube-apiserver: ## build (once) the kube-apiserver the cluster tests run, into .cache/bin
 	bash test/kubeapiserver/build.sh
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go mod tidy, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod or go.sum is not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
