@@ -136,10 +136,10 @@ func (t *spliceTransport) exchange(c *rawConn, req *http.Request) (*http.Respons
 		stop()
 		return nil, fmt.Errorf("write request: %w", err)
 	}
-	resp, err := http.ReadResponse(c.br, req)
+	resp, err := readFinalResponse(c.br, req)
 	if err != nil {
 		stop()
-		return nil, fmt.Errorf("read response: %w", err)
+		return nil, err
 	}
 	body := &rawBody{t: t, c: c, stop: stop, keep: !resp.Close}
 	switch {
@@ -156,6 +156,26 @@ func (t *spliceTransport) exchange(c *rawConn, req *http.Request) (*http.Respons
 		resp.Body = &closeWith{ReadCloser: resp.Body, after: body.Close}
 	}
 	return resp, nil
+}
+
+// readFinalResponse reads the answer's head, skipping informational (1xx)
+// answers as http.Transport does: left unread, the final answer would be
+// read as the answer to the connection's next request.
+func readFinalResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for range 5 {
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		switch {
+		case resp.StatusCode == http.StatusSwitchingProtocols:
+			return nil, fmt.Errorf("read response: the upstream switched protocols on a %s", req.Method)
+		case resp.StatusCode >= 100 && resp.StatusCode < 200:
+			continue
+		}
+		return resp, nil
+	}
+	return nil, errors.New("read response: more than 5 informational answers")
 }
 
 // rawBody is a Content-Length body read off a rawConn.

@@ -159,3 +159,40 @@ func TestSpliceTransportWritesTheRequest(t *testing.T) {
 		t.Errorf("a header value with a line break was sent: %q", s.header["X-Smuggled"])
 	}
 }
+
+// TestSpliceTransportSkipsInformationalAnswers: a 103 Early Hints before
+// the answer is skipped, and the connection's next request gets its own
+// answer, not the previous one's.
+func TestSpliceTransportSkipsInformationalAnswers(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</v2/>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		_, _ = io.WriteString(w, "answer to "+r.URL.Path)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	client := &http.Client{Transport: upstream.NewSpliceTransport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		t.Fatalf("fallback used for %s %s", r.Method, r.URL)
+		return nil, nil
+	}))}
+	for _, p := range []string{"/v2/r/manifests/a", "/v2/r/manifests/b", "/v2/r/manifests/c"} {
+		resp, err := client.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(b) != "answer to "+p {
+			t.Fatalf("GET %s: %d %q %v", p, resp.StatusCode, b, err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1 kept alive", n)
+	}
+}
