@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -23,9 +24,11 @@ import (
 // every https upstream, goes to the fallback transport.
 type spliceTransport struct {
 	fallback http.RoundTripper
-	dialer   *net.Dialer
-	idle     chan *rawConn
-	bufs     sync.Pool
+	// proxy is the fallback's Proxy function, if any.
+	proxy  func(*http.Request) (*url.URL, error)
+	dialer *net.Dialer
+	idle   chan *rawConn
+	bufs   sync.Pool
 }
 
 var _ http.RoundTripper = (*spliceTransport)(nil)
@@ -43,13 +46,30 @@ const copyBufferSize = 64 << 10
 
 // NewSpliceTransport wraps fallback with the splice path for plain-HTTP
 // GETs and HEADs.
+// When fallback is an *http.Transport with a Proxy function, a request for
+// which it names a proxy (HTTP_PROXY and NO_PROXY, for
+// http.ProxyFromEnvironment) goes to the fallback too: the raw connections
+// only go straight to the upstream.
 func NewSpliceTransport(fallback http.RoundTripper) http.RoundTripper {
-	return &spliceTransport{
+	t := &spliceTransport{
 		fallback: fallback,
 		dialer:   &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 		idle:     make(chan *rawConn, maxIdleRaw),
 		bufs:     sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }},
 	}
+	if ht, ok := fallback.(*http.Transport); ok {
+		t.proxy = ht.Proxy
+	}
+	return t
+}
+
+// viaProxy reports whether req must go through an HTTP proxy.
+func (t *spliceTransport) viaProxy(req *http.Request) bool {
+	if t.proxy == nil {
+		return false
+	}
+	u, err := t.proxy(req)
+	return u != nil || err != nil // an error is the fallback's to report
 }
 
 // rawConn is one HTTP/1.1 connection to the upstream.
@@ -64,7 +84,7 @@ type rawConn struct {
 
 func (t *spliceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || (req.Method != http.MethodGet && req.Method != http.MethodHead) ||
-		(req.Body != nil && req.Body != http.NoBody) {
+		(req.Body != nil && req.Body != http.NoBody) || t.viaProxy(req) {
 		return t.fallback.RoundTrip(req)
 	}
 	addr := req.URL.Host

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -194,5 +195,33 @@ func TestSpliceTransportSkipsInformationalAnswers(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Errorf("%d connections, want 1 kept alive", n)
+	}
+}
+
+// TestSpliceTransportHonoursTheProxy: when the fallback transport names an
+// HTTP proxy for the upstream (HTTP_PROXY), requests go through it, not
+// straight to the upstream.
+func TestSpliceTransportHonoursTheProxy(t *testing.T) {
+	var direct, proxied atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		direct.Add(1)
+		_, _ = io.WriteString(w, "from the upstream")
+	}))
+	defer up.Close()
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxied.Add(1)
+		_, _ = io.WriteString(w, "through the proxy to "+r.URL.String())
+	}))
+	defer proxy.Close()
+	proxyURL, _ := url.Parse(proxy.URL)
+	client := &http.Client{Transport: upstream.NewSpliceTransport(&http.Transport{Proxy: http.ProxyURL(proxyURL)})}
+	resp, err := client.Get(up.URL + "/v2/r/blobs/sha256:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "through the proxy to "+up.URL+"/v2/r/blobs/sha256:1" || proxied.Load() != 1 || direct.Load() != 0 {
+		t.Errorf("got %q; proxy saw %d requests, upstream %d directly", b, proxied.Load(), direct.Load())
 	}
 }
