@@ -15,6 +15,13 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// hashBody reads r to its end and returns its sha256 digest and length.
+func hashBody(r io.Reader) (string, int64, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, err
+}
+
 func checkFileDigest(t *testing.T, path string, want v1.Hash) {
 	t.Helper()
 	f, err := os.Open(path)

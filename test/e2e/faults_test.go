@@ -94,9 +94,7 @@ func fetchBlob(ctx context.Context, w *world, digest v1.Hash, tok string) (strin
 		return "", 0, err
 	}
 	defer resp.Body.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, resp.Body)
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, err
+	return hashBody(resp.Body)
 }
 
 // TestBigBlobManyClients: 256 MiB pulled by 8 clients at once, all intact;

@@ -33,11 +33,14 @@ type AccessLog struct {
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
+	// bufs are the recorders' copy buffers.
+	bufs sync.Pool
 }
 
 // NewAccessLog starts the writer of access lines to w.
 func NewAccessLog(w io.Writer) *AccessLog {
-	a := &AccessLog{w: w, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	a := &AccessLog{w: w, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		bufs: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
 	a.room = sync.NewCond(&a.mu)
 	go a.writeLoop()
 	return a
@@ -48,7 +51,7 @@ func (a *AccessLog) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx, info := requestinfo.With(r.Context())
-		rec := &recorder{ResponseWriter: rw, status: http.StatusOK}
+		rec := &recorder{ResponseWriter: rw, status: http.StatusOK, bufs: &a.bufs}
 		defer func() {
 			status := rec.status
 			if p := recover(); p != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 )
 
 // NewLogger returns a JSON logger with the keys Cloud Logging reads:
@@ -61,6 +62,8 @@ type recorder struct {
 	status      int
 	bytes       int64
 	wroteHeader bool
+	// bufs are ReadFrom's copy buffers when the writer has no ReadFrom.
+	bufs *sync.Pool
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -85,8 +88,10 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	var err error
 	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
 		n, err = rf.ReadFrom(src)
-	} else {
-		n, err = io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
+	} else { // HTTP/2 (h2c): no kernel copy, a pooled buffer
+		bp := r.bufs.Get().(*[]byte)
+		n, err = io.CopyBuffer(struct{ io.Writer }{r.ResponseWriter}, src, *bp)
+		r.bufs.Put(bp)
 	}
 	r.bytes += n
 	return n, err
