@@ -177,3 +177,40 @@ func TestAccessLogLosesNothing(t *testing.T) {
 		t.Logf("%d writes for %d lines: no batching happened", out.writes, clients*each)
 	}
 }
+
+// TestAbortReachesHTTP2Clients: a handler that aborts mid-body (the proxy
+// does when the upstream breaks) gives an h2c client an error, not a clean
+// end, through the access log's recover and Serve.
+func TestAbortReachesHTTP2Clients(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := server.NewAccessLog(io.Discard)
+	defer access.Close()
+	h := access.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// No Content-Length: only the abort tells the client the answer
+		// is broken.
+		_, _ = w.Write(make([]byte, 64<<10))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = server.Serve(ctx, ln, h, server.NewLogger(io.Discard)) }()
+	for _, h2 := range []bool{false, true} {
+		var p http.Protocols
+		p.SetHTTP1(!h2)
+		p.SetUnencryptedHTTP2(h2)
+		client := &http.Client{Transport: &http.Transport{Protocols: &p}}
+		resp, err := client.Get("http://" + ln.Addr().String() + "/v2/openshift/ci/blobs/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil || resp.ProtoMajor != map[bool]int{false: 1, true: 2}[h2] {
+			t.Errorf("%s: read %d bytes and a clean end of an aborted answer", resp.Proto, n)
+		}
+	}
+}
