@@ -63,11 +63,12 @@ lint: ## gofmt, go mod tidy, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-fuzz: ## fuzz the path, scope, challenge and token-form parsers for a while each (FUZZTIME=30s)
+fuzz: ## fuzz the path, scope, challenge and token-form parsers and the access line's escaping, a while each (FUZZTIME=30s)
 	$(GO) test ./function/registry -run '^$$' -fuzz FuzzParsePath -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./function/registry -run '^$$' -fuzz FuzzParseScopes -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./function/registry -run '^$$' -fuzz FuzzMatchersAgreeWithGrammar -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./function/upstream -run '^$$' -fuzz FuzzParseChallenge -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./function/auth -run '^$$' -fuzz FuzzParsePost -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./cmd/internal/server -run '^$$' -fuzz FuzzAppendJSONString -fuzztime $${FUZZTIME:-30s}
 
 -include test/*/*.mk
