@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,9 @@ import (
 // every https upstream, goes to the fallback transport.
 type spliceTransport struct {
 	fallback http.RoundTripper
+	// headerTimeout bounds the wait for an answer's head, as
+	// http.Transport's ResponseHeaderTimeout does.
+	headerTimeout time.Duration
 	// proxy is the fallback's Proxy function, if any.
 	proxy  func(*http.Request) (*url.URL, error)
 	dialer *net.Dialer
@@ -41,6 +45,10 @@ const maxIdleRaw = 64
 // 60 s), so that a request rarely meets a connection the upstream closed.
 const rawIdleTimeout = 45 * time.Second
 
+// defaultHeaderTimeout bounds the wait for an answer's head when the
+// fallback transport sets none.
+const defaultHeaderTimeout = 2 * time.Minute
+
 // copyBufferSize is the buffer of the copy when splice is not possible.
 const copyBufferSize = 64 << 10
 
@@ -52,13 +60,17 @@ const copyBufferSize = 64 << 10
 // only go straight to the upstream.
 func NewSpliceTransport(fallback http.RoundTripper) http.RoundTripper {
 	t := &spliceTransport{
-		fallback: fallback,
-		dialer:   &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
-		idle:     make(chan *rawConn, maxIdleRaw),
-		bufs:     sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }},
+		fallback:      fallback,
+		dialer:        &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		idle:          make(chan *rawConn, maxIdleRaw),
+		bufs:          sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }},
+		headerTimeout: defaultHeaderTimeout,
 	}
 	if ht, ok := fallback.(*http.Transport); ok {
 		t.proxy = ht.Proxy
+		if ht.ResponseHeaderTimeout > 0 {
+			t.headerTimeout = ht.ResponseHeaderTimeout
+		}
 	}
 	return t
 }
@@ -103,8 +115,9 @@ func (t *spliceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		_ = c.conn.Close()
 		// A kept-alive connection the upstream closed meanwhile fails before
 		// any answer: try once more, on a new connection (the other idle
-		// ones may be just as stale).
-		if !reused || attempt > 0 || req.Context().Err() != nil {
+		// ones may be just as stale). An upstream too slow to answer is not
+		// asked again.
+		if !reused || attempt > 0 || req.Context().Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, err
 		}
 	}
@@ -156,7 +169,12 @@ func (t *spliceTransport) exchange(c *rawConn, req *http.Request) (*http.Respons
 		stop()
 		return nil, fmt.Errorf("write request: %w", err)
 	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(t.headerTimeout))
 	resp, err := readFinalResponse(c.br, req)
+	_ = c.conn.SetReadDeadline(time.Time{})
+	if req.Context().Err() != nil {
+		_ = c.conn.SetDeadline(time.Unix(1, 0)) // the reset above may have undone stop's interruption
+	}
 	if err != nil {
 		stop()
 		return nil, err

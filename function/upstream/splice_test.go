@@ -1,15 +1,20 @@
 package upstream_test
 
 import (
+	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/qci-appci/qci-appci/function/upstream"
 )
@@ -223,5 +228,62 @@ func TestSpliceTransportHonoursTheProxy(t *testing.T) {
 	resp.Body.Close()
 	if string(b) != "through the proxy to "+up.URL+"/v2/r/blobs/sha256:1" || proxied.Load() != 1 || direct.Load() != 0 {
 		t.Errorf("got %q; proxy saw %d requests, upstream %d directly", b, proxied.Load(), direct.Load())
+	}
+}
+
+// TestSpliceTransportHeaderTimeout: an upstream that takes a request and
+// never answers fails it after the fallback's ResponseHeaderTimeout, and
+// the request is not sent again on another connection.
+func TestSpliceTransportHeaderTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	hang := make(chan struct{})
+	defer close(hang)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for i := 0; ; i++ {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					if i > 0 {
+						<-hang // the second request on a connection is never answered
+						return
+					}
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	tr := upstream.NewSpliceTransport(&http.Transport{ResponseHeaderTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	get := func() (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ln.Addr().String()+"/v2/r/manifests/a", nil)
+		return tr.RoundTrip(req)
+	}
+	resp, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	_, err = get()
+	if !errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
+		t.Errorf("error %v, want the header timeout", err)
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("%d connections: the timed-out request was sent again", n)
 	}
 }
