@@ -92,6 +92,38 @@ type rawConn struct {
 	host string
 	// idleSince is when the connection was last put back.
 	idleSince time.Time
+	// head is under br: it bounds what an answer's head may take.
+	head headLimiter
+}
+
+// maxHeadBytes bounds an answer's head, as http.Transport's
+// MaxResponseHeaderBytes does (a little less than its default).
+const maxHeadBytes = 1 << 20
+
+// errHeadTooLarge: the upstream's answer head went on past maxHeadBytes.
+var errHeadTooLarge = errors.New("answer head larger than 1 MiB")
+
+// headLimiter fails reads past a budget while on, so that an upstream
+// that sends header lines without end cannot grow the proxy's memory.
+type headLimiter struct {
+	r    io.Reader
+	on   bool
+	left int64
+}
+
+func (l *headLimiter) Read(p []byte) (int, error) {
+	if !l.on {
+		return l.r.Read(p)
+	}
+	if l.left <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 func (t *spliceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -147,7 +179,9 @@ func (t *spliceTransport) get(ctx context.Context, addr string, fresh bool) (*ra
 		_ = nc.Close()
 		return nil, false, fmt.Errorf("dial %s: not a TCP connection", addr)
 	}
-	return &rawConn{conn: tc, br: bufio.NewReaderSize(tc, 4<<10), bw: bufio.NewWriterSize(tc, 4<<10), host: addr}, false, nil
+	c := &rawConn{conn: tc, bw: bufio.NewWriterSize(tc, 4<<10), host: addr, head: headLimiter{r: tc}}
+	c.br = bufio.NewReaderSize(&c.head, 4<<10)
+	return c, false, nil
 }
 
 // put keeps c for reuse, or closes it when the pool is full.
@@ -170,7 +204,9 @@ func (t *spliceTransport) exchange(c *rawConn, req *http.Request) (*http.Respons
 		return nil, fmt.Errorf("write request: %w", err)
 	}
 	_ = c.conn.SetReadDeadline(time.Now().Add(t.headerTimeout))
+	c.head.on, c.head.left = true, maxHeadBytes
 	resp, err := readFinalResponse(c.br, req)
+	c.head.on = false
 	_ = c.conn.SetReadDeadline(time.Time{})
 	if req.Context().Err() != nil {
 		_ = c.conn.SetDeadline(time.Unix(1, 0)) // the reset above may have undone stop's interruption

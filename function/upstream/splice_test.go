@@ -287,3 +287,40 @@ func TestSpliceTransportHeaderTimeout(t *testing.T) {
 		t.Errorf("%d connections: the timed-out request was sent again", n)
 	}
 }
+
+// TestSpliceTransportBoundsTheAnswerHead: an upstream whose header lines
+// do not end fails the request instead of growing the proxy's memory.
+func TestSpliceTransportBoundsTheAnswerHead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Filler: " + strings.Repeat("x", 1000) + "\r\n"
+		for i := 0; i < 4096; i++ { // 4 MiB of header
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
+		}
+	}()
+	tr := upstream.NewSpliceTransport(http.DefaultTransport)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/v2/r/manifests/a", nil)
+	resp, err := tr.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a 4 MiB answer head was accepted: %d", resp.StatusCode)
+	}
+	if !strings.Contains(err.Error(), "larger than 1 MiB") {
+		t.Errorf("error %v, want the head limit", err)
+	}
+}
