@@ -13,8 +13,9 @@ export PORT
 KO_VERSION  := v0.19.1
 KO          ?= $(CURDIR)/.cache/bin/ko
 IMAGE_TAR   ?= $(BIN)/qci-appci-image.tar
+GCF_SOURCE  ?= .cache/gcf-source
 
-.PHONY: help run build test unit lint e2e bench bench-smoke fuzz kube-apiserver image ko
+.PHONY: help run build test unit lint e2e bench bench-smoke fuzz kube-apiserver image ko gcf-source
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z0-9-]*:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +54,19 @@ image: ## build the container image with ko into $(IMAGE_TAR), no push (KO_DEFAU
 	@test -x $(KO) || $(MAKE) -s ko
 	mkdir -p $(dir $(IMAGE_TAR))
 	KO_DOCKER_REPO=$${KO_DOCKER_REPO:-ko.local/qci-appci} VERSION=$(VERSION) $(KO) build --push=false --bare --tarball=$(IMAGE_TAR) ./cmd/qci-appci
+
+gcf-source: ## the source tree for gcloud functions deploy into $(GCF_SOURCE): the function packages under a root package
+	rm -rf $(GCF_SOURCE)
+	mkdir -p $(GCF_SOURCE)
+	git ls-files go.mod go.sum 'function/*.go' | grep -v '_test\.go$$' | xargs cp --parents -t $(GCF_SOURCE)
+	printf '%s\n' \
+	  '// Package qciappci is the root package that the Cloud Functions Go' \
+	  '// buildpack builds: it looks for the Functions Framework import here,' \
+	  '// and importing the function package registers QCIAppCI.' \
+	  'package qciappci' '' 'import (' \
+	  '	_ "github.com/GoogleCloudPlatform/functions-framework-go/functions"' \
+	  '	_ "github.com/qci-appci/qci-appci/function"' ')' > $(GCF_SOURCE)/qciappci.go
+	@echo "gcf-source: $(GCF_SOURCE) is ready for gcloud functions deploy --source $(GCF_SOURCE)"
 
 kube-apiserver: ## build (once) the kube-apiserver the cluster tests run, into .cache/bin
 	bash test/kubeapiserver/build.sh

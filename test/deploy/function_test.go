@@ -2,10 +2,13 @@ package deploy_test
 
 import (
 	"fmt"
+	"go/parser"
+	"go/token"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,19 +37,127 @@ func TestMain(m *testing.M) {
 // TestCloudFunctionsEntryPoint serves the function as Cloud Functions does
 // (FUNCTION_TARGET=QCIAppCI through funcframework) and checks it answers.
 func TestCloudFunctionsEntryPoint(t *testing.T) {
+	port := freePort(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(functionEnv(port), "QCI_TEST_SERVE_FUNCTION="+port)
+	checkServesFunction(t, cmd, port)
+}
+
+// TestCloudFunctionsSource builds what `make gcf-source` stages the way the
+// Cloud Functions Go buildpack builds a declarative function: it reads the
+// package at the source root, which must import the Functions Framework,
+// and compiles a main that imports that package and starts funcframework.
+func TestCloudFunctionsSource(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	mk := exec.Command("make", "-s", "gcf-source", "GCF_SOURCE="+src)
+	mk.Dir = filepath.Join("..", "..")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make gcf-source: %v\n%s", err, out)
+	}
+	// The buildpack's package extraction: the root's Go files.
+	files, _ := filepath.Glob(filepath.Join(src, "*.go"))
+	names := map[string]bool{}
+	imports := map[string]bool{}
+	for _, path := range files {
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[f.Name.Name] = true
+		for _, imp := range f.Imports {
+			imports[strings.Trim(imp.Path.Value, `"`)] = true
+		}
+	}
+	if len(names) != 1 {
+		t.Fatalf("root of the staged source: packages %v, want one", names)
+	}
+	if !imports["github.com/GoogleCloudPlatform/functions-framework-go/functions"] {
+		t.Fatalf("the root package does not import the Functions Framework: the buildpack would not use its declarative main")
+	}
+	// The buildpack's app module: requires the function's module through a
+	// replace, and a main from its declarative template.
+	app := filepath.Join(dir, "app")
+	if err := os.MkdirAll(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile(filepath.Join(src, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appMod := strings.Replace(string(mod), "module github.com/qci-appci/qci-appci", "module serverless_function_app", 1) +
+		"\nrequire github.com/qci-appci/qci-appci v0.0.0\n\nreplace github.com/qci-appci/qci-appci v0.0.0 => " + src + "\n"
+	sum, err := os.ReadFile(filepath.Join(src, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"go.mod": appMod, "go.sum": string(sum), "main.go": declarativeMain} {
+		if err := os.WriteFile(filepath.Join(app, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "function")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = app
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the buildpack's main: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	cmd := exec.Command(bin)
+	cmd.Env = append(functionEnv(port), "PORT="+port)
+	checkServesFunction(t, cmd, port)
+}
+
+// declarativeMain is the main that the Cloud Functions Go buildpack
+// generates for a function that registers itself with the framework.
+const declarativeMain = `package main
+
+import (
+	"log"
+	"net/http"
+	"os"
+
+	_ "github.com/qci-appci/qci-appci"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
+)
+
+func main() {
+	http.HandleFunc("/robots.txt", http.NotFound)
+	http.HandleFunc("/favicon.ico", http.NotFound)
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	if err := funcframework.Start(port); err != nil {
+		log.Fatalf("Function failed to start: %v\n", err)
+	}
+}
+`
+
+func freePort(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(),
-		"QCI_TEST_SERVE_FUNCTION="+port,
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// functionEnv is the environment of a function serving on port.
+func functionEnv(port string) []string {
+	return append(os.Environ(),
 		"FUNCTION_TARGET=QCIAppCI",
 		"QCI_ROBOT_USERNAME=robot", "QCI_ROBOT_PASSWORD=robot-password",
 		"QCI_SIGNING_KEY=0123456789abcdef0123456789abcdef",
 		"QCI_KUBECONFIG=")
+}
+
+// checkServesFunction starts cmd, which serves the function on port, and
+// checks that /v2/ challenges and the robot logs in.
+func checkServesFunction(t *testing.T, cmd *exec.Cmd, port string) {
+	t.Helper()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -55,6 +166,7 @@ func TestCloudFunctionsEntryPoint(t *testing.T) {
 
 	base := "http://127.0.0.1:" + port
 	var resp *http.Response
+	var err error
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err = http.Get(base + "/v2/")
