@@ -127,10 +127,12 @@ func TestSpliceTransportWritesTheRequest(t *testing.T) {
 	type seen struct {
 		method, uri, host string
 		header            http.Header
+		length            int64
+		encoding          []string
 	}
 	got := make(chan seen, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got <- seen{r.Method, r.RequestURI, r.Host, r.Header.Clone()}
+		got <- seen{r.Method, r.RequestURI, r.Host, r.Header.Clone(), r.ContentLength, r.TransferEncoding}
 	}))
 	defer srv.Close()
 	tr := upstream.NewSpliceTransport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -143,6 +145,8 @@ func TestSpliceTransportWritesTheRequest(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer upstream-token")
 	req.Header["User-Agent"] = []string{""}
 	req.Header["X-Smuggled"] = []string{"a\r\nGET /admin HTTP/1.1"}
+	req.Header["Content-Length"] = []string{"10"} // a client's framing headers are not the upstream request's
+	req.Header["Transfer-Encoding"] = []string{"chunked"}
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +164,9 @@ func TestSpliceTransportWritesTheRequest(t *testing.T) {
 	}
 	if _, ok := s.header["User-Agent"]; ok {
 		t.Errorf("User-Agent %q sent, want none", s.header.Get("User-Agent"))
+	}
+	if s.length != 0 || len(s.encoding) > 0 {
+		t.Errorf("framing headers sent: %v", s.header)
 	}
 	if _, ok := s.header["X-Smuggled"]; ok {
 		t.Errorf("a header value with a line break was sent: %q", s.header["X-Smuggled"])
