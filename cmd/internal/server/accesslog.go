@@ -105,9 +105,6 @@ func (a *AccessLog) writeLoop() {
 		if closed {
 			return
 		}
-		if cap(batch) > 4*maxPending {
-			batch = nil // after a burst, let the memory go
-		}
 	}
 }
 
