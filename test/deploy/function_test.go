@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"go/parser"
 	"go/token"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	// Registers QCIAppCI with the Functions Framework, as a Cloud Functions
 	// (gen2) build of this module does.
 	_ "github.com/qci-appci/qci-appci/function"
+
+	"github.com/qci-appci/qci-appci/test/proxyproc"
 )
 
 // TestMain doubles as the Functions Framework's process when the test
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 // TestCloudFunctionsEntryPoint serves the function as Cloud Functions does
 // (FUNCTION_TARGET=QCIAppCI through funcframework) and checks it answers.
 func TestCloudFunctionsEntryPoint(t *testing.T) {
-	port := freePort(t)
+	port := strconv.Itoa(proxyproc.FreePort(t))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(functionEnv(port), "QCI_TEST_SERVE_FUNCTION="+port)
 	checkServesFunction(t, cmd, port)
@@ -102,7 +103,7 @@ func TestCloudFunctionsSource(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the buildpack's main: %v\n%s", err, out)
 	}
-	port := freePort(t)
+	port := strconv.Itoa(proxyproc.FreePort(t))
 	cmd := exec.Command(bin)
 	cmd.Env = append(functionEnv(port), "PORT="+port)
 	checkServesFunction(t, cmd, port)
@@ -134,16 +135,6 @@ func main() {
 	}
 }
 `
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
 
 // functionEnv is the environment of a function serving on port.
 func functionEnv(port string) []string {
