@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -40,10 +42,15 @@ const Prefix = "QCI"
 
 // Config is the whole configuration of one instance. Its zero value is not
 // usable: build it with Load, or fill it and call Validate.
+//
+// Each field with an envconfig tag is read from QCI_<tag> only (or <tag>,
+// with noprefix:"true"); a field tagged secret:"true" also from
+// QCI_<tag>_FILE. Load derives the names it reads and knows from these
+// tags, so a field added here needs nothing more.
 type Config struct {
-	// Port is the listen port. envconfig reads QCI_PORT, then PORT, which is
-	// what Knative and Cloud Run set.
-	Port Port `envconfig:"PORT" default:"8080"`
+	// Port is the listen port, read from PORT (no prefix: Knative and Cloud
+	// Run set it). QCI_PORT is not read; set, it is reported as unknown.
+	Port Port `envconfig:"PORT" noprefix:"true" default:"8080"`
 	// ExposedURL is the public URL; its host is the token service, issuer and
 	// audience. Empty: taken from each request's Host and X-Forwarded-Proto.
 	ExposedURL string `envconfig:"EXPOSED_URL"`
@@ -131,14 +138,16 @@ const minKeyLen = 32
 const MinTokenTTL = 60 * time.Second
 
 // Load reads the configuration from the environment, including the
-// <NAME>_FILE variants of secrets, and validates it. The error lists every
-// missing or bad value.
+// <NAME>_FILE variants of secrets, and validates it. Only the names of
+// envFields are read: envconfig's fallback to a field's unprefixed name
+// (KUBECONFIG, ROBOT_PASSWORD...) never happens. A QCI_ variable that is
+// none of them (a typo) is a problem too. The error lists every missing,
+// bad or unknown value.
 func Load() (Config, error) {
 	var c Config
-	if err := envconfig.Process(Prefix, &c); err != nil {
-		return c, fmt.Errorf("invalid configuration: %w", err)
-	}
-	var problems []string
+	fields := envFields()
+	problems := readEnv(&c, fields)
+	problems = append(problems, unknownEnv(fields)...)
 	for _, s := range c.secrets() {
 		if p := readSecretFile(s.env, s.value); p != "" {
 			problems = append(problems, p)
@@ -150,17 +159,125 @@ func Load() (Config, error) {
 	return c, nil
 }
 
+// envField is a field of Config read from the environment.
+type envField struct {
+	index  int    // of the field in Config
+	name   string // the one variable it is read from
+	secret bool   // also read from name+"_FILE"
+	field  reflect.StructField
+}
+
+// envFields walks Config's struct tags: every field that envconfig would
+// read (not ignored:"true") is read from Prefix_<envconfig tag>, or from the
+// bare tag when noprefix:"true". Fields added to Config are thereby read
+// and known (not reported as unknown) without being listed anywhere else.
+func envFields() []envField {
+	t := reflect.TypeFor[Config]()
+	var fields []envField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() || f.Tag.Get("ignored") == "true" {
+			continue
+		}
+		name := strings.ToUpper(f.Tag.Get("envconfig"))
+		if name == "" {
+			name = strings.ToUpper(f.Name)
+		}
+		if f.Tag.Get("noprefix") != "true" {
+			name = Prefix + "_" + name
+		}
+		fields = append(fields, envField{index: i, name: name, secret: f.Tag.Get("secret") == "true", field: f})
+	}
+	return fields
+}
+
+// readEnv decodes each field from its variable with envconfig, one field at
+// a time through a one-field struct whose tag names the full variable, so
+// that envconfig has no other name to fall back to and every bad value is
+// reported, not only the first. Slice entries are trimmed of spaces
+// ("a, b" is "a" and "b").
+func readEnv(c *Config, fields []envField) []string {
+	var problems []string
+	cv := reflect.ValueOf(c).Elem()
+	for _, f := range fields {
+		tag := fmt.Sprintf("envconfig:%q", f.name)
+		if def, ok := f.field.Tag.Lookup("default"); ok {
+			tag += fmt.Sprintf(" default:%q", def)
+		}
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: "V", Type: f.field.Type, Tag: reflect.StructTag(tag)}}))
+		if err := envconfig.Process("", one.Interface()); err != nil {
+			var pe *envconfig.ParseError
+			switch {
+			case f.secret:
+				problems = append(problems, fmt.Sprintf("%s is not valid", f.name))
+			case errors.As(err, &pe):
+				problems = append(problems, fmt.Sprintf("%s %q is not a valid %s: %v", f.name, pe.Value, pe.TypeName, pe.Err))
+			default:
+				problems = append(problems, fmt.Sprintf("%s: %v", f.name, err))
+			}
+			continue
+		}
+		v := one.Elem().Field(0)
+		if ss, ok := v.Interface().([]string); ok {
+			for i := range ss {
+				ss[i] = strings.TrimSpace(ss[i])
+			}
+		}
+		cv.Field(f.index).Set(v)
+	}
+	return problems
+}
+
+// notConfig are QCI_ variables of qci-appci's own build and test tools
+// (test/kubeapiserver/build.sh, test/kubecluster, test/deploy), which may be
+// in the environment of a function those tools start.
+var notConfig = map[string]bool{
+	"QCI_CACHE_DIR":           true,
+	"QCI_KUBE_APISERVER":      true,
+	"QCI_TEST_SERVE_FUNCTION": true,
+}
+
+// unknownEnv reports every QCI_ variable in the environment that is not
+// read: a typo such as QCI_UPSTREAM_REPO must not be silently ignored.
+func unknownEnv(fields []envField) []string {
+	known := map[string]bool{}
+	for _, f := range fields {
+		known[f.name] = true
+		if f.secret {
+			known[f.name+"_FILE"] = true
+		}
+	}
+	var problems []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, Prefix+"_") || known[name] || notConfig[name] {
+			continue
+		}
+		if name == Prefix+"_PORT" {
+			problems = append(problems, name+" is not read: the listen port is PORT, without a prefix")
+			continue
+		}
+		problems = append(problems, name+" is not a variable qci-appci knows (a typo?)")
+	}
+	sort.Strings(problems)
+	return problems
+}
+
 type secretField struct {
 	env   string
 	value *Secret
 }
 
+// secrets are the fields tagged secret:"true", by their variable names.
 func (c *Config) secrets() []secretField {
-	return []secretField{
-		{Prefix + "_ROBOT_USERNAME", &c.RobotUsername},
-		{Prefix + "_ROBOT_PASSWORD", &c.RobotPassword},
-		{Prefix + "_SIGNING_KEY", &c.SigningKey},
+	cv := reflect.ValueOf(c).Elem()
+	var secrets []secretField
+	for _, f := range envFields() {
+		if f.secret {
+			secrets = append(secrets, secretField{f.name, cv.Field(f.index).Addr().Interface().(*Secret)})
+		}
 	}
+	return secrets
 }
 
 // SecretEnvNames lists the variables that hold secrets; each also has a
