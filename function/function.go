@@ -33,7 +33,7 @@ func New(cfg config.Config) (http.Handler, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	keys, err := token.NewKeys(cfg.SigningKeys())
+	keys, err := token.NewKeys(cfg.SigningKeys(), max(cfg.TokenTTL.Duration, cfg.RefreshTTL.Duration))
 	if err != nil {
 		return nil, fmt.Errorf("function: %w", err)
 	}

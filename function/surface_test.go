@@ -95,7 +95,7 @@ func TestTokenChecks(t *testing.T) {
 	_, ans, _ := e.login(robotUser, robotPass, url.Values{"scope": {"repository:" + repo + ":pull"}, "offline_token": {"true"}})
 	path := "/v2/openshift/ci/manifests/" + tag
 
-	keys, err := token.NewKeys([][]byte{[]byte(e.key)})
+	keys, err := token.NewKeys([][]byte{[]byte(e.key)}, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestTokenChecks(t *testing.T) {
 		}
 		return raw
 	}
-	otherKeys, _ := token.NewKeys([][]byte{[]byte("another-key-another-key-another-key")})
+	otherKeys, _ := token.NewKeys([][]byte{[]byte("another-key-another-key-another-key")}, 24*time.Hour)
 	none := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"iss": e.host(), "aud": e.host(), "exp": now.Add(time.Hour).Unix(),
 		"qci_kind": "access", "access": []any{map[string]any{"type": "repository", "name": repo, "actions": []string{"pull"}}}})
 	none.Header["kid"] = token.KeyID([]byte(e.key))
@@ -134,6 +134,7 @@ func TestTokenChecks(t *testing.T) {
 		"access as refresh kind":  sign(func(c *token.Claims) { c.Kind = token.KindRefresh }, keys),
 		"truncated signature":     good[:len(good)-4],
 		"no exp":                  sign(func(c *token.Claims) { c.ExpiresAt = nil }, keys),
+		"exp past longest TTL":    sign(func(c *token.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(48 * time.Hour)) }, keys),
 	}
 	for name, tok := range cases {
 		resp, body := e.get(path, tok)

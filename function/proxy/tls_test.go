@@ -34,7 +34,7 @@ func tlsProxy(t *testing.T, upstreamHandler http.HandlerFunc) (string, string) {
 	up := httptest.NewTLSServer(upstreamHandler)
 	t.Cleanup(up.Close)
 	upURL, _ := url.Parse(up.URL)
-	keys, err := token.NewKeys([][]byte{[]byte("0123456789abcdef0123456789abcdef")})
+	keys, err := token.NewKeys([][]byte{[]byte("0123456789abcdef0123456789abcdef")}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -89,6 +91,9 @@ var (
 	ErrInvalid    = errors.New("invalid token")
 	ErrUnknownKey = errors.New("token signed by an unknown key")
 	ErrWrongKind  = errors.New("wrong kind of token")
+	ErrCritical   = errors.New("token has a crit header")
+	ErrDate       = errors.New("token date is not an integer NumericDate")
+	ErrTooLong    = errors.New("token lives longer than any we issue")
 )
 
 // Leeway is the clock skew allowed on exp, nbf and iat.
@@ -101,14 +106,21 @@ type Keys struct {
 	signKID string
 	signKey []byte
 	byKID   map[string][]byte
+	longest time.Duration
 }
 
-// NewKeys builds the key set; keys[0] signs.
-func NewKeys(keys [][]byte) (*Keys, error) {
+// NewKeys builds the key set; keys[0] signs. longest is the longest
+// lifetime of a token issued with these keys (the larger of the access and
+// refresh TTLs): Verify rejects a token whose exp lies further than that,
+// plus Leeway, from now, as no issuer of ours made it.
+func NewKeys(keys [][]byte, longest time.Duration) (*Keys, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("token: no signing key")
 	}
-	k := &Keys{byKID: make(map[string][]byte, len(keys))}
+	if longest <= 0 {
+		return nil, fmt.Errorf("token: longest token lifetime %v is not positive", longest)
+	}
+	k := &Keys{byKID: make(map[string][]byte, len(keys)), longest: longest}
 	for i, key := range keys {
 		if len(key) < 32 {
 			return nil, fmt.Errorf("token: key %d is shorter than 32 bytes", i+1)
@@ -141,7 +153,12 @@ func (k *Keys) Sign(c *Claims) (string, error) {
 
 // Verify checks raw as a token of kind issued for host (iss and aud) and
 // returns its claims. The method is pinned to HS256, the key must be named
-// by a known kid, exp is required.
+// by a known kid, exp is required. Stricter than golang-jwt's defaults, as
+// nothing but our own issuer makes these tokens: every segment must be
+// canonical base64url (no padding, no stray bits), a crit header is
+// refused (we understand no extension), exp, nbf and iat must be integer
+// NumericDates (see Claims.UnmarshalJSON), and exp may lie no further from
+// now than the longest lifetime we issue, plus Leeway.
 func (k *Keys) Verify(raw, host string, kind Kind, now time.Time) (*Claims, error) {
 	p := jwt.NewParser(
 		jwt.WithValidMethods([]string{method}),
@@ -151,9 +168,13 @@ func (k *Keys) Verify(raw, host string, kind Kind, now time.Time) (*Claims, erro
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(Leeway),
 		jwt.WithTimeFunc(func() time.Time { return now }),
+		jwt.WithStrictDecoding(),
 	)
 	var c Claims
 	_, err := p.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
+		if _, ok := t.Header["crit"]; ok {
+			return nil, ErrCritical
+		}
 		kid, _ := t.Header["kid"].(string)
 		key, ok := k.byKID[kid]
 		if !ok {
@@ -164,10 +185,67 @@ func (k *Keys) Verify(raw, host string, kind Kind, now time.Time) (*Claims, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if latest := now.Add(k.longest + Leeway); c.ExpiresAt.After(latest) {
+		return nil, fmt.Errorf("%w: %w: exp %v is after %v", ErrInvalid, ErrTooLong, c.ExpiresAt.UTC(), latest.UTC())
+	}
 	if c.Kind != kind {
 		return nil, fmt.Errorf("%w: %w: %q, want %q", ErrInvalid, ErrWrongKind, c.Kind, kind)
 	}
 	return &c, nil
+}
+
+// UnmarshalJSON decodes claims, refusing an exp, nbf or iat that is not an
+// integer NumericDate: golang-jwt's NumericDate also takes fractions,
+// exponents and numbers in strings, none of which our issuer writes.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	type plain Claims // without this method
+	aux := struct {
+		*plain
+		IssuedAt  json.RawMessage `json:"iat"`
+		NotBefore json.RawMessage `json:"nbf"`
+		ExpiresAt json.RawMessage `json:"exp"`
+	}{plain: (*plain)(c)}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  **jwt.NumericDate
+	}{{"iat", aux.IssuedAt, &c.IssuedAt}, {"nbf", aux.NotBefore, &c.NotBefore}, {"exp", aux.ExpiresAt, &c.ExpiresAt}} {
+		*d.dst = nil
+		if d.raw == nil {
+			continue
+		}
+		n, err := integerDate(d.raw)
+		if err != nil {
+			return fmt.Errorf("%w: %s %s: %w", ErrDate, d.name, d.raw, err)
+		}
+		*d.dst = jwt.NewNumericDate(time.Unix(n, 0))
+	}
+	return nil
+}
+
+// maxDate bounds a NumericDate to the year 9999, far beyond any token and
+// within what time.Time and JSON's float64 numbers represent exactly.
+const maxDate = 253402300799
+
+// integerDate parses a NumericDate written as a non-negative JSON integer.
+func integerDate(raw json.RawMessage) (int64, error) {
+	s := string(raw)
+	if s == "" {
+		return 0, errors.New("empty")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errors.New("not an integer")
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > maxDate {
+		return 0, errors.New("out of range")
+	}
+	return n, nil
 }
 
 // NewID returns a random jti.

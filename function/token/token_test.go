@@ -1,11 +1,14 @@
 package token_test
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +29,7 @@ var (
 
 func issuer(t *testing.T, keys ...[]byte) *token.Issuer {
 	t.Helper()
-	k, err := token.NewKeys(keys)
+	k, err := token.NewKeys(keys, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +128,67 @@ func TestVerifyRejects(t *testing.T) {
 	}
 }
 
+// TestVerifyStrict: what golang-jwt accepts by default but our issuer never
+// writes is refused, each case with the reason it names.
+func TestVerifyStrict(t *testing.T) {
+	iss := issuer(t, keyA) // longest lifetime: 24h
+	kid := token.KeyID(keyA)
+	header := `{"alg":"HS256","kid":"` + kid + `","typ":"JWT"}`
+	payload := func(dates string) string {
+		return `{"iss":"` + host + `","aud":"` + host + `","sub":"mallory","jti":"x","qci_kind":"access",` +
+			`"access":[{"type":"repository","name":"openshift/ci","actions":["pull"]}],` + dates + `}`
+	}
+	n := now.Unix()
+	dates := func(iat, nbf, exp string) string { return `"iat":` + iat + `,"nbf":` + nbf + `,"exp":` + exp }
+	itoa := func(v int64) string { return strconv.FormatInt(v, 10) }
+	ok := dates(itoa(n), itoa(n), itoa(n+3600))
+	good := signRaw(header, payload(ok), keyA)
+
+	tests := []struct {
+		name string
+		raw  string
+		why  error
+	}{
+		{"crit header", signRaw(`{"alg":"HS256","kid":"`+kid+`","crit":["exp"]}`, payload(ok), keyA), token.ErrCritical},
+		{"empty crit header", signRaw(`{"alg":"HS256","kid":"`+kid+`","crit":[]}`, payload(ok), keyA), token.ErrCritical},
+		{"exp with a fraction", signRaw(header, payload(dates(itoa(n), itoa(n), itoa(n+3600)+".5")), keyA), token.ErrDate},
+		{"exp with an exponent", signRaw(header, payload(dates(itoa(n), itoa(n), "1.7950036e9")), keyA), token.ErrDate},
+		{"exp in a string", signRaw(header, payload(dates(itoa(n), itoa(n), `"`+itoa(n+3600)+`"`)), keyA), token.ErrDate},
+		{"exp null", signRaw(header, payload(dates(itoa(n), itoa(n), "null")), keyA), token.ErrDate},
+		{"exp negative", signRaw(header, payload(dates(itoa(n), itoa(n), "-1")), keyA), token.ErrDate},
+		{"nbf with a fraction", signRaw(header, payload(dates(itoa(n), itoa(n)+".0", itoa(n+3600))), keyA), token.ErrDate},
+		{"iat in a string", signRaw(header, payload(dates(`"`+itoa(n)+`"`, itoa(n), itoa(n+3600))), keyA), token.ErrDate},
+		{"exp past the longest lifetime", signRaw(header, payload(dates(itoa(n), itoa(n), itoa(n+24*3600+int64(token.Leeway/time.Second)+1))), keyA), token.ErrTooLong},
+		{"exp far in the future", signRaw(header, payload(dates(itoa(n), itoa(n), "99999999999")), keyA), token.ErrTooLong},
+		{"non-canonical signature", straySignatureBits(good), nil},
+		{"non-canonical payload", signRaw(header, payload(ok)+" ", keyA, strayBits), nil},
+		{"padded signature", good + "=", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := iss.Keys.Verify(tc.raw, host, token.KindAccess, now)
+			if err == nil {
+				t.Fatalf("Verify accepted it: %+v", c)
+			}
+			if !errors.Is(err, token.ErrInvalid) || tc.why != nil && !errors.Is(err, tc.why) {
+				t.Errorf("error %v is not %v", err, tc.why)
+			}
+		})
+	}
+	// Controls: the same shapes written canonically pass, so each case
+	// above fails for the one change it names.
+	for name, raw := range map[string]string{
+		"canonical":                   good,
+		"exp at the longest lifetime": signRaw(header, payload(dates(itoa(n), itoa(n), itoa(n+24*3600))), keyA),
+		"no nbf nor iat":              signRaw(header, payload(`"exp":`+itoa(n+3600)), keyA),
+		"payload of the same bytes":   signRaw(header, payload(ok)+" ", keyA),
+	} {
+		if _, err := iss.Keys.Verify(raw, host, token.KindAccess, now); err != nil {
+			t.Errorf("control %q rejected: %v", name, err)
+		}
+	}
+}
+
 func TestKeyRotation(t *testing.T) {
 	old := issuer(t, keyA)
 	tok, err := old.Access(host, token.Subject{Name: "alice"}, pull(), now)
@@ -168,10 +232,13 @@ func TestRefreshCarriesIdentity(t *testing.T) {
 }
 
 func TestNewKeysRejectsShortKeys(t *testing.T) {
-	if _, err := token.NewKeys([][]byte{[]byte("short")}); err == nil {
+	if _, err := token.NewKeys([][]byte{[]byte("short")}, time.Hour); err == nil {
 		t.Error("a 5-byte key was accepted")
 	}
-	if _, err := token.NewKeys(nil); err == nil {
+	if _, err := token.NewKeys([][]byte{keyA}, 0); err == nil {
+		t.Error("no longest lifetime accepted")
+	}
+	if _, err := token.NewKeys(nil, time.Hour); err == nil {
 		t.Error("no keys accepted")
 	}
 }
@@ -239,6 +306,38 @@ func signRS256(t *testing.T, c jwt.MapClaims) string {
 	return s
 }
 
+// signRaw signs header and payload, exactly as given, with key (HS256);
+// each edit is applied to the encoded header and payload first.
+func signRaw(header, payload string, key []byte, edits ...func(string) string) string {
+	h := base64.RawURLEncoding.EncodeToString([]byte(header))
+	p := base64.RawURLEncoding.EncodeToString([]byte(payload))
+	for _, e := range edits {
+		p = e(p)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(h + "." + p))
+	return h + "." + p + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// strayBits sets the unused low bits of the last character of seg, which
+// must carry some (its length is not a multiple of 4): lenient decoders
+// read the same bytes, strict ones refuse it.
+func strayBits(seg string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	unused := map[int]int{2: 0xf, 3: 0x3}[len(seg)%4]
+	if unused == 0 {
+		panic("segment has no unused bits")
+	}
+	last := strings.IndexByte(alphabet, seg[len(seg)-1])
+	return seg[:len(seg)-1] + string(alphabet[last|unused])
+}
+
+// straySignatureBits is raw with stray bits in its signature's encoding.
+func straySignatureBits(raw string) string {
+	i := strings.LastIndexByte(raw, '.')
+	return raw[:i+1] + strayBits(raw[i+1:])
+}
+
 func tamper(raw string) string {
 	parts := strings.Split(raw, ".")
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
@@ -266,7 +365,7 @@ func decodeParts(t *testing.T, raw string) (hdr, payload map[string]any) {
 }
 
 func BenchmarkVerify(b *testing.B) {
-	k, _ := token.NewKeys([][]byte{keyA})
+	k, _ := token.NewKeys([][]byte{keyA}, time.Hour)
 	iss := &token.Issuer{Keys: k, AccessTTL: time.Hour}
 	tok, _ := iss.Access(host, token.Subject{Name: "alice"}, pull(), now)
 	b.ReportAllocs()
@@ -278,7 +377,7 @@ func BenchmarkVerify(b *testing.B) {
 }
 
 func BenchmarkSign(b *testing.B) {
-	k, _ := token.NewKeys([][]byte{keyA})
+	k, _ := token.NewKeys([][]byte{keyA}, time.Hour)
 	iss := &token.Issuer{Keys: k, AccessTTL: time.Hour}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -316,7 +415,7 @@ func TestVerifiedCache(t *testing.T) {
 }
 
 func BenchmarkVerifyCached(b *testing.B) {
-	k, _ := token.NewKeys([][]byte{keyA})
+	k, _ := token.NewKeys([][]byte{keyA}, time.Hour)
 	iss := &token.Issuer{Keys: k, AccessTTL: time.Hour}
 	tok, _ := iss.Access(host, token.Subject{Name: "alice"}, pull(), now)
 	c := token.NewVerifiedCache(k)

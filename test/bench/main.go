@@ -498,7 +498,7 @@ func (p *proxyProc) stop() {
 
 // pullToken signs an access token as the function would for host.
 func pullToken(host string) string {
-	keys, err := token.NewKeys([][]byte{[]byte(signingKey)})
+	keys, err := token.NewKeys([][]byte{[]byte(signingKey)}, time.Hour)
 	if err != nil {
 		panic(err)
 	}
