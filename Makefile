@@ -15,7 +15,7 @@ KO          ?= $(CURDIR)/.cache/bin/ko
 IMAGE_TAR   ?= $(BIN)/qci-appci-image.tar
 GCF_SOURCE  ?= .cache/gcf-source
 
-.PHONY: help run build test unit lint e2e bench bench-smoke fuzz kube-apiserver image ko gcf-source
+.PHONY: help run build test unit lint e2e bench bench-smoke fuzz fuzz-smoke kube-apiserver image ko gcf-source
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z0-9-]*:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,7 +31,7 @@ build: ## build bin/qci-appci (static, trimmed) and bin/qci-demo
 E2E_PKGS    := ./test/e2e/... ./test/kubee2e/...
 UNIT_PKGS    = $(shell $(GO) list ./... | grep -v -e '/test/e2e' -e '/test/kubee2e')
 
-test: lint unit bench-smoke e2e ## the whole suite CI runs: lint, unit tests (-race), end-to-end tests, a quick benchmark run
+test: lint unit fuzz-smoke bench-smoke e2e ## the whole suite CI runs: lint, unit tests (-race), every fuzzer briefly, a quick benchmark run, end-to-end tests
 
 unit: ## unit and handler tests with the race detector, then the byte-heavy ones without it
 	$(GO) test -race -count=1 $(UNIT_PKGS)
@@ -77,12 +77,34 @@ lint: ## gofmt, go mod tidy, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-fuzz: ## fuzz the path, scope, challenge and token-form parsers and the access line's escaping, a while each (FUZZTIME=30s)
-	$(GO) test ./function/registry -run '^$$' -fuzz FuzzParsePath -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./function/registry -run '^$$' -fuzz FuzzParseScopes -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./function/registry -run '^$$' -fuzz FuzzMatchersAgreeWithGrammar -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./function/upstream -run '^$$' -fuzz FuzzParseChallenge -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./function/auth -run '^$$' -fuzz FuzzParsePost -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./cmd/internal/server -run '^$$' -fuzz FuzzAppendJSONString -fuzztime $${FUZZTIME:-30s}
+# Every fuzzer, one a line as <package>:<name>. make fuzz-smoke (part of make
+# test) and make fuzz run each in turn; a failing input is written under the
+# package's testdata/fuzz/<name>/: commit it, and make unit replays it.
+FUZZERS := \
+	./function/registry:FuzzParsePath \
+	./function/registry:FuzzParseScopes \
+	./function/registry:FuzzMatchersAgreeWithGrammar \
+	./function/upstream:FuzzParseChallenge \
+	./function/auth:FuzzParsePost \
+	./function/token:FuzzVerifyClaims \
+	./function/token:FuzzVerifyRaw \
+	./cmd/internal/server:FuzzAppendJSONString \
+
+FUZZTIME      ?= 10s
+FUZZTIME_LONG ?= 30s
+
+# run-fuzzers runs every fuzzer of FUZZERS for $(1) each, stopping at the first failure.
+define run-fuzzers
+	@set -e; for f in $(FUZZERS); do \
+	  echo "== fuzz $${f#*:} ($${f%%:*}) for $(1)"; \
+	  $(GO) test -run '^$$' -fuzz "^$${f#*:}\$$" -fuzztime $(1) "$${f%%:*}"; \
+	done
+endef
+
+fuzz-smoke: ## every fuzzer for a short fixed time (FUZZTIME=10s each), as make test runs them
+	$(call run-fuzzers,$(FUZZTIME))
+
+fuzz: ## every fuzzer for longer (FUZZTIME_LONG=30s each)
+	$(call run-fuzzers,$(FUZZTIME_LONG))
 
 -include test/*/*.mk
