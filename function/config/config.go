@@ -43,10 +43,11 @@ const Prefix = "QCI"
 // Config is the whole configuration of one instance. Its zero value is not
 // usable: build it with Load, or fill it and call Validate.
 //
-// Each field with an envconfig tag is read from QCI_<tag> only (or <tag>,
-// with noprefix:"true"); a field tagged secret:"true" also from
-// QCI_<tag>_FILE. Load derives the names it reads and knows from these
-// tags, so a field added here needs nothing more.
+// Every field but those tagged ignored:"true" carries an envconfig tag and
+// is read from QCI_<tag> only (or <tag>, with noprefix:"true"); a field
+// tagged secret:"true" also from QCI_<tag>_FILE. Load derives the names it
+// reads and knows from these tags, so a field added here needs nothing
+// more.
 type Config struct {
 	// Port is the listen port, read from PORT (no prefix: Knative and Cloud
 	// Run set it). QCI_PORT is not read; set, it is reported as unknown.
