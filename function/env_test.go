@@ -52,6 +52,8 @@ type envOptions struct {
 	upstreamTT time.Duration
 	audiences  []string
 	reviewTTL  time.Duration
+	// configure, when set, edits the configuration last.
+	configure func(*config.Config)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -103,6 +105,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 			t.Fatal(err)
 		}
 		cfg.Kubeconfig = kc
+	}
+	if o.configure != nil {
+		o.configure(&cfg)
 	}
 	h, err := function.New(cfg)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/qci-appci/qci-appci/function/auth"
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/manifestcache"
 	"github.com/qci-appci/qci-appci/function/proxy"
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
@@ -81,6 +82,7 @@ func New(cfg config.Config) (http.Handler, error) {
 		Keys:       keys,
 		Public:     public,
 		Transport:  upstream.NewAuthTransport(base, source),
+		Manifests:  manifestcache.New(cfg.ManifestCacheBytes.N),
 		Logger:     log,
 	})
 	return &router{auth: authHandler, proxy: proxyHandler, prefetch: source.Prefetch}, nil
