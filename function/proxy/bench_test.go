@@ -54,7 +54,7 @@ func benchTLSManifest(b *testing.B, h2, cached bool) {
 		tr.TLSNextProto = nil
 		tr.ForceAttemptHTTP2 = true
 	}
-	keys, _ := token.NewKeys([][]byte{[]byte("0123456789abcdef0123456789abcdef")})
+	keys, _ := token.NewKeys([][]byte{[]byte("0123456789abcdef0123456789abcdef")}, 24*time.Hour)
 	public, _ := publicurl.New("")
 	opts := proxy.Options{Repository: repo, Upstream: upURL, Keys: keys, Public: public, Transport: tr}
 	path := "/v2/" + repo + "/manifests/latest"

@@ -65,7 +65,7 @@ func newTestProxyWith(t *testing.T, upstreamHandler http.HandlerFunc, edit func(
 	tp.up = httptest.NewTLSServer(upstreamHandler)
 	t.Cleanup(tp.up.Close)
 	upURL, _ := url.Parse(tp.up.URL)
-	keys, err := token.NewKeys([][]byte{[]byte("0123456789abcdef0123456789abcdef")})
+	keys, err := token.NewKeys([][]byte{[]byte("0123456789abcdef0123456789abcdef")}, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
