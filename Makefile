@@ -88,6 +88,9 @@ FUZZERS := \
 	./function/auth:FuzzParsePost \
 	./function/token:FuzzVerifyClaims \
 	./function/token:FuzzVerifyRaw \
+	./function/proxy:FuzzForwardHeaders \
+	./function/proxy:FuzzForwardQuery \
+	./function/proxy:FuzzRewriteLinks \
 	./cmd/internal/server:FuzzAppendJSONString \
 
 FUZZTIME      ?= 10s
