@@ -180,6 +180,7 @@ func TestManifestCacheIsBehindEveryCheck(t *testing.T) {
 	}
 	noPull := tp.token(t)
 	otherRepo := tp.token(t, registry.PullScope("openshift/other"))
+	streamTok := tp.token(t, registry.PullScope("ci/ci-operator"))
 	for _, tc := range []struct {
 		name, method, path, auth string
 		status                   int
@@ -189,7 +190,9 @@ func TestManifestCacheIsBehindEveryCheck(t *testing.T) {
 		{"a token of ours with a bad signature", http.MethodGet, path, "Bearer " + tp.tok[:len(tp.tok)-2] + "xx", http.StatusUnauthorized},
 		{"no pull in the token", http.MethodGet, path, "Bearer " + noPull, http.StatusUnauthorized},
 		{"pull on another repository", http.MethodHead, path, "Bearer " + otherRepo, http.StatusUnauthorized},
-		{"another repository's path", http.MethodGet, "/v2/openshift/other/manifests/" + d, "Bearer " + tp.tok, http.StatusNotFound},
+		{"a repository that is not served", http.MethodGet, "/v2/openshift/ci/other/manifests/" + d, "Bearer " + tp.tok, http.StatusNotFound},
+		{"an image stream's path with a token for the upstream repository", http.MethodGet, "/v2/ci/ci-operator/manifests/" + d, "Bearer " + tp.tok, http.StatusUnauthorized},
+		{"the upstream repository's path with a token for an image stream", http.MethodGet, path, "Bearer " + streamTok, http.StatusUnauthorized},
 		{"a write", http.MethodPut, path, "Bearer " + tp.tok, http.StatusMethodNotAllowed},
 		{"a delete", http.MethodDelete, path, "Bearer " + tp.tok, http.StatusMethodNotAllowed},
 	} {

@@ -43,9 +43,9 @@ type Options struct {
 
 // Handler serves /v2/ and the registry read routes.
 type Handler struct {
-	opts      Options
-	verified  *token.VerifiedCache
-	pullScope string
+	opts     Options
+	verified *token.VerifiedCache
+	mapping  registry.Mapping
 	// bufs are the body copy buffers.
 	bufs sync.Pool
 }
@@ -59,10 +59,10 @@ func New(opts Options) *Handler {
 		opts.Now = time.Now
 	}
 	return &Handler{
-		opts:      opts,
-		verified:  token.NewVerifiedCache(opts.Keys),
-		pullScope: registry.PullScope(opts.Repository).String(),
-		bufs:      newBufferPool(),
+		opts:     opts,
+		verified: token.NewVerifiedCache(opts.Keys),
+		mapping:  registry.Mapping{Upstream: opts.Repository},
+		bufs:     newBufferPool(),
 	}
 }
 
@@ -111,9 +111,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case route.Kind == registry.KindBase:
 		writeBase(w, r)
 		return
-	case route.Repository != h.opts.Repository:
+	case !h.mapping.Serves(route.Repository):
 		registry.WriteError(w, http.StatusNotFound, registry.CodeNameUnknown,
-			"repository "+route.Repository+" is not served here; only "+h.opts.Repository+" is")
+			"repository "+route.Repository+" is not served here: only "+h.opts.Repository+
+				" and image streams <namespace>/<name> (a name without \"_\") are")
 		return
 	case perr != nil:
 		code := registry.CodeDigestInvalid
@@ -122,12 +123,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		registry.WriteError(w, http.StatusBadRequest, code, "invalid tag or digest "+strconv.Quote(route.Reference))
 		return
-	case !registry.Allows(claims.Access, h.opts.Repository, "pull"):
-		registry.WriteChallenge(w, realm, host, h.pullScope, registry.ChallengeInsufficientScope,
-			"the token does not grant pull on "+h.opts.Repository)
+	case !registry.Allows(claims.Access, route.Repository, "pull"):
+		// The scope of the repository in the path: an image stream's own,
+		// so the client asks /v2/auth for exactly that.
+		registry.WriteChallenge(w, realm, host, scope, registry.ChallengeInsufficientScope,
+			"the token does not grant pull on "+route.Repository)
 		return
 	}
-	h.forward(r.Context(), w, r, forwarded{scheme: scheme, host: host, route: route})
+	target, err := h.mapping.Map(route)
+	if err != nil {
+		// Only ErrTagUnmapped is left (Serves said the name maps): answered
+		// here, never asked upstream.
+		registry.WriteError(w, http.StatusNotFound, registry.CodeManifestUnknown,
+			"tag "+strconv.Quote(route.Reference)+" of image stream "+route.Repository+
+				" has no unambiguous tag in the mirror (it holds \"_\" or is too long); pull it from "+
+				h.opts.Repository+" by its mirror tag instead")
+		return
+	}
+	fw := forwarded{scheme: scheme, host: host, route: target.Route}
+	if target.IsStream() && route.Kind == registry.KindTags {
+		h.streamTags(w, r, fw, target.Stream)
+		return
+	}
+	h.forward(r.Context(), w, r, fw)
 }
 
 func writeBase(w http.ResponseWriter, r *http.Request) {

@@ -75,7 +75,8 @@ func outQuery(kind registry.Kind, in *url.URL) string {
 	return out.Encode()
 }
 
-// outRequest builds the request to the upstream: the checked path, the
+// outRequest builds the request to the upstream: the checked route's
+// upstream path (an image stream's mapped onto the upstream repository), the
 // route's query parameters, the upstream's Host, and the allowlisted
 // headers only; nothing of the client's credentials (the upstream
 // transport adds the robot's token).
@@ -87,8 +88,7 @@ func (h *Handler) outRequest(ctx context.Context, r *http.Request, fw forwarded)
 	out.URL = &url.URL{
 		Scheme:   h.opts.Upstream.Scheme,
 		Host:     h.opts.Upstream.Host,
-		Path:     r.URL.Path,
-		RawPath:  r.URL.RawPath,
+		Path:     fw.route.Path(),
 		RawQuery: outQuery(fw.route.Kind, r.URL),
 	}
 	out.Host = ""

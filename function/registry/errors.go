@@ -9,15 +9,17 @@ import (
 
 // Error codes of the distribution spec used here.
 const (
-	CodeUnauthorized    = "UNAUTHORIZED"
-	CodeDenied          = "DENIED"
-	CodeUnsupported     = "UNSUPPORTED"
-	CodeNameInvalid     = "NAME_INVALID"
-	CodeNameUnknown     = "NAME_UNKNOWN"
-	CodeDigestInvalid   = "DIGEST_INVALID"
-	CodeManifestInvalid = "MANIFEST_INVALID"
-	CodeUnavailable     = "UNAVAILABLE"
-	CodeTooManyRequests = "TOOMANYREQUESTS"
+	CodeUnauthorized      = "UNAUTHORIZED"
+	CodeDenied            = "DENIED"
+	CodeUnsupported       = "UNSUPPORTED"
+	CodeNameInvalid       = "NAME_INVALID"
+	CodeNameUnknown       = "NAME_UNKNOWN"
+	CodeDigestInvalid     = "DIGEST_INVALID"
+	CodeManifestInvalid   = "MANIFEST_INVALID"
+	CodeManifestUnknown   = "MANIFEST_UNKNOWN"
+	CodePaginationInvalid = "PAGINATION_NUMBER_INVALID"
+	CodeUnavailable       = "UNAVAILABLE"
+	CodeTooManyRequests   = "TOOMANYREQUESTS"
 )
 
 // APIVersionHeader is set on every answer, as registries do.
