@@ -75,14 +75,15 @@ func (s ImageStream) TagOf(upstreamTag string) (string, bool) {
 // one-byte tag in an upstream tag.
 func ParseImageStream(repository string) (ImageStream, bool) {
 	ns, name, ok := strings.Cut(repository, "/")
-	if !ok || !validNamespace(ns) || !validStreamName(name) || len(ns)+len(name)+3 > maxTagLen {
+	if !ok || !ValidNamespace(ns) || !validStreamName(name) || len(ns)+len(name)+3 > maxTagLen {
 		return ImageStream{}, false
 	}
 	return ImageStream{Namespace: ns, Name: name}, true
 }
 
-// validNamespace matches a DNS-1123 label.
-func validNamespace(ns string) bool {
+// ValidNamespace reports whether ns is a Kubernetes namespace name: a
+// DNS-1123 label, [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 bytes.
+func ValidNamespace(ns string) bool {
 	if ns == "" || len(ns) > maxNamespaceLen || !isLowerAlnum(ns[0]) || !isLowerAlnum(ns[len(ns)-1]) {
 		return false
 	}

@@ -1,0 +1,344 @@
+// Package policy decides, at /v2/auth, which of the requested pull scopes a
+// login is granted: the robot every served repository, a cluster user each
+// image stream that a SubjectAccessReview allows (get imagestreams/layers
+// on that image stream) or that is open to every authenticated user, and
+// the upstream repository itself when the namespace-wide review allows it.
+// Each scope is decided on its own; the reviews of one request run
+// concurrently and are cached per user and image stream.
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/registry"
+)
+
+// Resource is what one review asks about: get on imagestreams/layers
+// (group image.openshift.io) in Namespace, on the image stream Name, or
+// on every image stream of the namespace when Name is empty.
+type Resource struct {
+	Namespace, Name string
+}
+
+// String names the resource for logs and messages.
+func (r Resource) String() string {
+	if r.Name == "" {
+		return "imagestreams/layers in namespace " + r.Namespace
+	}
+	return "imagestreams/layers " + r.Name + " in namespace " + r.Namespace
+}
+
+// Reviewer runs one SubjectAccessReview for id on res: nil when allowed,
+// an error matching login.ErrDenied when not, any other error (wrapping
+// login.ErrUnavailable) when the cluster cannot say.
+type Reviewer interface {
+	Review(ctx context.Context, id login.Identity, res Resource) error
+}
+
+// Limits of one decision and of the cache.
+const (
+	// MaxScopes is the most pull scopes of one token request that are
+	// decided; further ones are dropped, as any scope not granted is.
+	MaxScopes = 16
+	// deniedTTL is how long a denial is remembered.
+	deniedTTL = 10 * time.Second
+	// reviewTimeout bounds one review, whoever waits for it.
+	reviewTimeout = 15 * time.Second
+	// maxCacheEntries bounds the cache; expired entries go first.
+	maxCacheEntries = 4096
+)
+
+// Options configure a Policy.
+type Options struct {
+	// Upstream is the upstream repository, served under its own name.
+	Upstream string
+	// Flat grants the upstream repository to cluster users whom a review
+	// in FlatNamespace allows (every image stream of it); false: never.
+	Flat bool
+	// FlatNamespace is the namespace of the upstream repository's review.
+	FlatNamespace string
+	// Open are the namespaces and image streams every authenticated
+	// cluster user may pull without a review.
+	Open Open
+	// Reviewer runs the reviews.
+	Reviewer Reviewer
+	// CacheTTL is the longest an allowed review is reused.
+	CacheTTL time.Duration
+	// Logger receives denials and review failures.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Policy decides grants. It keeps a cache of review answers and is safe for
+// concurrent use.
+type Policy struct {
+	opts    Options
+	mapping registry.Mapping
+
+	mu     sync.Mutex
+	cache  map[[sha256.Size]byte]cacheEntry
+	flight singleflight.Group
+}
+
+type cacheEntry struct {
+	err     error
+	expires time.Time
+}
+
+// New returns a policy.
+func New(opts Options) *Policy {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Policy{
+		opts:    opts,
+		mapping: registry.Mapping{Upstream: opts.Upstream},
+		cache:   make(map[[sha256.Size]byte]cacheEntry),
+	}
+}
+
+// Pulls are the distinct repositories of requested that ask for pull (or
+// "*") and are served here (the upstream repository, or an image stream),
+// in the order asked, at most MaxScopes of them. Anything else is not
+// grantable and not counted as asked.
+func (p *Policy) Pulls(requested []registry.Scope) []string {
+	var repos []string
+	for _, s := range requested {
+		if s.Type != "repository" || !slices.ContainsFunc(s.Actions, func(a string) bool { return a == "pull" || a == "*" }) ||
+			!p.mapping.Serves(s.Name) || slices.Contains(repos, s.Name) {
+			continue
+		}
+		if len(repos) == MaxScopes {
+			break
+		}
+		repos = append(repos, s.Name)
+	}
+	return repos
+}
+
+// Robot is the robot's grant: pull on every served repository asked.
+func (p *Policy) Robot(requested []registry.Scope) []registry.Scope {
+	return pullScopes(p.Pulls(requested))
+}
+
+func pullScopes(repos []string) []registry.Scope {
+	var scopes []registry.Scope
+	for _, r := range repos {
+		scopes = append(scopes, registry.PullScope(r))
+	}
+	return scopes
+}
+
+// Decision is the outcome for a cluster user's requested scopes.
+type Decision struct {
+	// Asked are the served repositories asked for pull (Pulls).
+	Asked []string
+	// Granted are the pull scopes granted.
+	Granted []registry.Scope
+	// Denied are the repositories whose review said no, or that are not
+	// open to cluster users at all.
+	Denied []string
+	// Err joins the failures of reviews that could not be decided (each
+	// wraps login.ErrUnavailable); those repositories are neither granted
+	// nor denied.
+	Err error
+}
+
+// Refused reports whether something was asked and nothing granted.
+func (d Decision) Refused() bool { return len(d.Asked) > 0 && len(d.Granted) == 0 }
+
+// DeniedMessage is the 403 message for a decision whose every scope was
+// denied: it names the repositories and the permission each needs.
+func (p *Policy) DeniedMessage(d Decision) string {
+	needs := make([]string, 0, len(d.Denied))
+	for _, repo := range d.Denied {
+		if repo == p.opts.Upstream {
+			if !p.opts.Flat {
+				needs = append(needs, repo+" (not open to cluster users here: pull <namespace>/<image stream> instead)")
+			} else {
+				needs = append(needs, repo+" (needs get on imagestreams/layers in namespace "+p.opts.FlatNamespace+")")
+			}
+			continue
+		}
+		s, _ := registry.ParseImageStream(repo)
+		needs = append(needs, repo+" (needs get on imagestreams/layers "+s.Name+" in namespace "+s.Namespace+")")
+	}
+	return "authenticated, but not allowed to pull " + strings.Join(needs, ", ")
+}
+
+// need is how one repository is decided.
+type need struct {
+	repo   string
+	open   bool     // granted without a review
+	never  bool     // denied without a review
+	review Resource // else: this review decides
+}
+
+func (p *Policy) needOf(repo string) need {
+	if repo == p.opts.Upstream {
+		if !p.opts.Flat {
+			return need{repo: repo, never: true}
+		}
+		return need{repo: repo, review: Resource{Namespace: p.opts.FlatNamespace}}
+	}
+	s, _ := registry.ParseImageStream(repo) // Pulls kept only served names
+	if p.opts.Open.Allows(s) {
+		return need{repo: repo, open: true}
+	}
+	return need{repo: repo, review: Resource{Namespace: s.Namespace, Name: s.Name}}
+}
+
+// Decide decides each requested pull scope for the cluster user id, the
+// reviews concurrently. With fresh (a refresh), no cached answer is used:
+// every review is asked again (its answer is still kept).
+func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []registry.Scope, fresh bool) Decision {
+	d := Decision{Asked: p.Pulls(requested)}
+	results := make([]error, len(d.Asked))
+	needs := make([]need, len(d.Asked))
+	var wg sync.WaitGroup
+	for i, repo := range d.Asked {
+		n := p.needOf(repo)
+		needs[i] = n
+		switch {
+		case n.open:
+		case n.never:
+			results[i] = login.ErrDenied
+		default:
+			wg.Go(func() { results[i] = p.review(ctx, id, n.review, fresh) })
+		}
+	}
+	wg.Wait()
+	var errs []error
+	for i, n := range needs {
+		switch err := results[i]; {
+		case err == nil:
+			d.Granted = append(d.Granted, registry.PullScope(n.repo))
+		case errors.Is(err, login.ErrDenied):
+			d.Denied = append(d.Denied, n.repo)
+		default:
+			errs = append(errs, fmt.Errorf("%s: %w", n.repo, err))
+		}
+	}
+	d.Err = errors.Join(errs...)
+	return d
+}
+
+// review asks (or finds in the cache) whether id may get res; concurrent
+// askers of one question share one review.
+func (p *Policy) review(ctx context.Context, id login.Identity, res Resource, fresh bool) error {
+	key := cacheKey(id, res)
+	if !fresh {
+		if err, ok := p.cached(key); ok {
+			return err
+		}
+	}
+	ch := p.flight.DoChan(string(key[:]), func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reviewTimeout)
+		defer cancel()
+		err := p.opts.Reviewer.Review(rctx, id, res)
+		if errors.Is(err, login.ErrDenied) {
+			p.opts.Logger.InfoContext(ctx, "cluster user may not pull", "user", id.Name, "resource", res.String())
+		}
+		p.remember(key, err)
+		return nil, err
+	})
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", login.ErrUnavailable, ctx.Err())
+	case r := <-ch:
+		return r.Err
+	}
+}
+
+// cacheKey hashes everything a review depends on: the user, uid, groups and
+// extra (sorted, each part length-prefixed so that no two differ only in
+// where one part ends), and the resource.
+func cacheKey(id login.Identity, res Resource) [sha256.Size]byte {
+	h := sha256.New()
+	put := func(s string) { _, _ = fmt.Fprintf(h, "%d:%s", len(s), s) }
+	put(id.Name)
+	put(id.UID)
+	groups := slices.Clone(id.Groups)
+	sort.Strings(groups)
+	put(fmt.Sprint(len(groups)))
+	for _, g := range groups {
+		put(g)
+	}
+	keys := make([]string, 0, len(id.Extra))
+	for k := range id.Extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	put(fmt.Sprint(len(keys)))
+	for _, k := range keys {
+		put(k)
+		put(fmt.Sprint(len(id.Extra[k])))
+		for _, v := range id.Extra[k] {
+			put(v)
+		}
+	}
+	put(res.Namespace)
+	put(res.Name)
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	return key
+}
+
+func (p *Policy) cached(key [sha256.Size]byte) (error, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.cache[key]
+	if !ok {
+		return nil, false
+	}
+	if !p.opts.Now().Before(e.expires) {
+		delete(p.cache, key)
+		return nil, false
+	}
+	return e.err, true
+}
+
+// remember keeps an allowed answer for CacheTTL and a denial for
+// deniedTTL; a failure is not kept.
+func (p *Policy) remember(key [sha256.Size]byte, err error) {
+	var ttl time.Duration
+	switch {
+	case err == nil:
+		ttl = p.opts.CacheTTL
+	case errors.Is(err, login.ErrDenied):
+		ttl = min(deniedTTL, p.opts.CacheTTL)
+	}
+	if ttl <= 0 {
+		return
+	}
+	now := p.opts.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.cache) >= maxCacheEntries {
+		for k, e := range p.cache {
+			if !now.Before(e.expires) {
+				delete(p.cache, k)
+			}
+		}
+		if len(p.cache) >= maxCacheEntries {
+			clear(p.cache)
+		}
+	}
+	p.cache[key] = cacheEntry{err: err, expires: now.Add(ttl)}
+}
