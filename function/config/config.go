@@ -32,6 +32,7 @@ func Defaults() Config {
 		AuthzNamespace:     "ocp",
 		ReviewCacheTTL:     NewDuration(5 * time.Minute),
 		ManifestCacheBytes: ByteSize{N: 8 << 20, raw: "8MiB"},
+		FlatRepository:     true,
 	}
 }
 
@@ -86,6 +87,13 @@ type Config struct {
 	// ManifestCacheBytes bounds the in-memory cache of manifests by digest
 	// (keys plus values); 0 turns it off.
 	ManifestCacheBytes ByteSize `envconfig:"MANIFEST_CACHE_BYTES" default:"8MiB"`
+	// OpenImages are namespaces ("ci") and image streams ("ci/ci-operator")
+	// that every authenticated cluster user may pull without a review.
+	OpenImages []string `envconfig:"OPEN_IMAGES"`
+	// FlatRepository grants the upstream repository itself to cluster users
+	// whom the namespace-wide review in AuthzNamespace allows; false: only
+	// image-stream repositories are granted to them.
+	FlatRepository bool `envconfig:"FLAT_REPOSITORY" default:"true"`
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
@@ -422,6 +430,11 @@ func (c *Config) validate(problems []string) error {
 	for _, h := range c.UpstreamTokenHosts {
 		if err := checkHost(strings.TrimSpace(h)); err != nil {
 			bad("%s_UPSTREAM_TOKEN_HOSTS: %v", Prefix, err)
+		}
+	}
+	for _, e := range c.OpenImages {
+		if _, isStream := registry.ParseImageStream(e); !isStream && !registry.ValidNamespace(e) {
+			bad("%s_OPEN_IMAGES: %q is neither a namespace nor <namespace>/<image stream> (a name without \"_\")", Prefix, e)
 		}
 	}
 	if len(problems) > 0 {

@@ -60,6 +60,8 @@ type Server struct {
 	allowedUsers  map[string]bool
 	allowedGroups map[string]bool
 	deniedUsers   map[string]bool
+	// allowedOn are grants of AllowOn and AllowGroupOn, by onKey.
+	allowedOn     map[onKey]bool
 	down          bool
 	forbid        bool
 	tokenReviews  []authenticationv1.TokenReview
@@ -148,6 +150,67 @@ func (s *Server) Allow(user string) {
 	defer s.mu.Unlock()
 	s.allowedUsers[user] = true
 	delete(s.deniedUsers, user)
+}
+
+// onKey is one grant of AllowOn (user) or AllowGroupOn (group) in
+// namespace, on the image stream name ("" for every one of the namespace).
+type onKey struct {
+	user, group, namespace, name string
+}
+
+// AllowOn lets user pull from the image stream name of namespace, as a
+// RoleBinding of a Role with resourceNames [name] on imagestreams/layers
+// does; name "" lets user pull every image stream of namespace. A review
+// asks for one image stream, or (no name) for all of the namespace: a
+// grant on one name does not allow the latter, as in RBAC.
+func (s *Server) AllowOn(user, namespace, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.allowedOn == nil {
+		s.allowedOn = map[onKey]bool{}
+	}
+	s.allowedOn[onKey{user: user, namespace: namespace, name: name}] = true
+}
+
+// AllowGroupOn is AllowOn for the members of group.
+func (s *Server) AllowGroupOn(group, namespace, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.allowedOn == nil {
+		s.allowedOn = map[onKey]bool{}
+	}
+	s.allowedOn[onKey{group: group, namespace: namespace, name: name}] = true
+}
+
+// RevokeOn takes AllowOn(user, namespace, name) away.
+func (s *Server) RevokeOn(user, namespace, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.allowedOn, onKey{user: user, namespace: namespace, name: name})
+}
+
+// allowedOnBy is who (a user or group) AllowOn or AllowGroupOn allows to
+// pull as spec asks, or "". Called with s.mu held.
+func (s *Server) allowedOnBy(spec *authorizationv1.SubjectAccessReviewSpec) string {
+	ra := spec.ResourceAttributes
+	if ra == nil || ra.Verb != "get" || ra.Group != "image.openshift.io" || ra.Resource != "imagestreams" || ra.Subresource != "layers" {
+		return ""
+	}
+	names := []string{""} // a namespace-wide grant allows any name
+	if ra.Name != "" {
+		names = append(names, ra.Name)
+	}
+	for _, name := range names {
+		if s.allowedOn[onKey{user: spec.User, namespace: ra.Namespace, name: name}] {
+			return fmt.Sprintf("User %q", spec.User)
+		}
+		for _, g := range spec.Groups {
+			if s.allowedOn[onKey{group: g, namespace: ra.Namespace, name: name}] {
+				return fmt.Sprintf("Group %q", g)
+			}
+		}
+	}
+	return ""
 }
 
 // AllowGroup lets members of group pull: SubjectAccessReviews whose
@@ -348,6 +411,7 @@ func (s *Server) accessReview(w http.ResponseWriter, body []byte) {
 			break
 		}
 	}
+	allowedOn := s.allowedOnBy(&sar.Spec)
 	s.mu.Unlock()
 	if msg := invalidAccessReview(&sar.Spec); msg != "" {
 		writeStatus(w, http.StatusUnprocessableEntity, metav1.StatusReasonInvalid,
@@ -367,6 +431,9 @@ func (s *Server) accessReview(w http.ResponseWriter, body []byte) {
 		sar.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: fmt.Sprintf("%s to User %q", binding, sar.Spec.User)}
 	case pull && allowedGroup != "":
 		sar.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: fmt.Sprintf("%s to Group %q", binding, allowedGroup)}
+	case allowedOn != "":
+		sar.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true,
+			Reason: fmt.Sprintf(`RBAC: allowed by RoleBinding "image-pullers/%s" to %s`, ra.Namespace, allowedOn)}
 	default:
 		// RBAC has no opinion: not allowed, not denied, no reason.
 		sar.Status = authorizationv1.SubjectAccessReviewStatus{}
