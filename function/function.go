@@ -17,6 +17,7 @@ import (
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/login"
 	"github.com/qci-appci/qci-appci/function/manifestcache"
+	"github.com/qci-appci/qci-appci/function/policy"
 	"github.com/qci-appci/qci-appci/function/proxy"
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
@@ -56,25 +57,38 @@ func New(cfg config.Config) (http.Handler, error) {
 		TokenHosts: cfg.UpstreamTokenHosts,
 		Logger:     log,
 	})
+	open, err := policy.ParseOpen(cfg.OpenImages)
+	if err != nil {
+		return nil, fmt.Errorf("function: %w", err)
+	}
+	policyOpts := policy.Options{
+		Upstream:      cfg.UpstreamRepository,
+		Flat:          cfg.FlatRepository,
+		FlatNamespace: cfg.AuthzNamespace,
+		Open:          open,
+		CacheTTL:      min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
+		Logger:        log,
+	}
 	var cluster auth.ClusterLogin
 	if login.ClusterConfigured(cfg.Kubeconfig) {
-		cluster = login.NewCluster(login.ClusterOptions{
+		c := login.NewCluster(login.ClusterOptions{
 			Kubeconfig: cfg.Kubeconfig,
 			Namespace:  cfg.AuthzNamespace,
 			Audiences:  cfg.TokenAudiences,
 			CacheTTL:   min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
 			Logger:     log,
 		})
+		cluster, policyOpts.Reviewer = c, policy.ReviewFunc(c.ReviewImageStream)
 	} else {
 		log.Info("cluster login is off: no QCI_KUBECONFIG and not running in a cluster; only the robot can log in")
 	}
 	authHandler := auth.New(auth.Options{
-		Repository: cfg.UpstreamRepository,
-		Robot:      login.NewRobot(string(cfg.RobotUsername), string(cfg.RobotPassword)),
-		Cluster:    cluster,
-		Issuer:     &token.Issuer{Keys: keys, AccessTTL: cfg.TokenTTL.Duration, RefreshTTL: cfg.RefreshTTL.Duration},
-		Public:     public,
-		Logger:     log,
+		Policy:  policy.New(policyOpts),
+		Robot:   login.NewRobot(string(cfg.RobotUsername), string(cfg.RobotPassword)),
+		Cluster: cluster,
+		Issuer:  &token.Issuer{Keys: keys, AccessTTL: cfg.TokenTTL.Duration, RefreshTTL: cfg.RefreshTTL.Duration},
+		Public:  public,
+		Logger:  log,
 	})
 	proxyHandler := proxy.New(proxy.Options{
 		Repository: cfg.UpstreamRepository,

@@ -191,7 +191,7 @@ func TestOAuth2PasswordAndRefresh(t *testing.T) {
 	}
 	// A user whose access was removed cannot refresh, though the token is valid.
 	e.cluster.Revoke("alice")
-	if resp, _, body := e.postForm(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ans.RefreshToken}}); resp.StatusCode != 403 {
+	if resp, _, body := e.postForm(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ans.RefreshToken}, "scope": {"repository:openshift/ci:pull"}}); resp.StatusCode != 403 {
 		t.Errorf("refresh after revocation: %d %s", resp.StatusCode, body)
 	}
 	// The robot's refresh needs no cluster.

@@ -170,8 +170,9 @@ func TestPathChecks(t *testing.T) {
 		code   string
 	}{
 		{"/v2/_catalog", 404, "UNSUPPORTED"},
-		{"/v2/openshift/other/manifests/latest", 404, "NAME_UNKNOWN"},
-		{"/v2/openshift/other/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000", 404, "NAME_UNKNOWN"},
+		{"/v2/openshift/ci/other/manifests/latest", 404, "NAME_UNKNOWN"},
+		{"/v2/openshift/ci/other/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000", 404, "NAME_UNKNOWN"},
+		{"/v2/ci/ci_operator/manifests/latest", 404, "NAME_UNKNOWN"},
 		{"/v2/openshift/ci/../other/manifests/latest", 404, "NAME_INVALID"},
 		{"/v2/openshift/other/../ci/manifests/latest", 404, "NAME_INVALID"},
 		{"/v2/openshift%2Fci/manifests/latest", 404, "UNSUPPORTED"},

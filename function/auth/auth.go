@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/policy"
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
 	"github.com/qci-appci/qci-appci/function/requestinfo"
@@ -29,8 +30,8 @@ const MaxFormBytes = 64 << 10
 
 // Options configure the token endpoint.
 type Options struct {
-	// Repository is the one repository served: the only grantable scope.
-	Repository string
+	// Policy decides which requested pull scopes a login is granted.
+	Policy *policy.Policy
 	// Robot checks the robot credentials.
 	Robot *login.Robot
 	// Cluster logs cluster users in; nil when cluster login is off.
@@ -45,11 +46,10 @@ type Options struct {
 	Now func() time.Time
 }
 
-// ClusterLogin is what the endpoint needs of a cluster: log in with a token,
-// and re-authorize a known user on refresh.
+// ClusterLogin is what the endpoint needs of a cluster: who a token
+// belongs to. What they may pull, Policy decides per scope.
 type ClusterLogin interface {
-	Login(ctx context.Context, token string) (login.Identity, error)
-	Authorize(ctx context.Context, id login.Identity) error
+	Authenticate(ctx context.Context, token string) (login.Identity, error)
 }
 
 // Handler serves /v2/auth.
@@ -128,11 +128,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sub.Name != "" {
 		requestinfo.SetUser(r.Context(), sub.Name)
 	}
-	if err != nil {
-		h.loginFailed(w, r, log, err)
-		return
+	if err == nil {
+		var grant []registry.Scope
+		grant, err = h.grant(r.Context(), log, req, sub)
+		if err == nil {
+			h.issue(w, r, log, req, host, sub, grant)
+			return
+		}
 	}
-	h.issue(w, r, log, req, host, sub)
+	h.loginFailed(w, r, log, err)
 }
 
 func parseGet(r *http.Request) (request, error) {
@@ -211,7 +215,7 @@ func (h *Handler) authenticate(ctx context.Context, req request, host string) (t
 	if h.opts.Cluster == nil {
 		return token.Subject{Name: req.username}, "cluster", errClusterOff
 	}
-	id, err := h.opts.Cluster.Login(ctx, req.password)
+	id, err := h.opts.Cluster.Authenticate(ctx, req.password)
 	sub := token.Subject{Name: id.Name, Login: token.LoginCluster, UID: id.UID, Groups: id.Groups, Extra: id.Extra}
 	return sub, "cluster", err
 }
@@ -234,8 +238,8 @@ func (h *Handler) refresh(ctx context.Context, raw, host string) (token.Subject,
 		if h.opts.Cluster == nil {
 			return sub, "refresh", errClusterOff
 		}
-		err := h.opts.Cluster.Authorize(ctx, login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra})
-		return sub, "refresh", err
+		// Re-authorized per scope by grant, with fresh reviews.
+		return sub, "refresh", nil
 	default:
 		return sub, "refresh", login.ErrBadCredentials
 	}
@@ -246,8 +250,7 @@ func (h *Handler) loginFailed(w http.ResponseWriter, r *http.Request, log *slog.
 	switch {
 	case errors.Is(err, login.ErrDenied):
 		log.InfoContext(ctx, "login denied", "error", err)
-		registry.WriteError(w, http.StatusForbidden, registry.CodeDenied,
-			"authenticated, but not allowed to pull: the user needs get on imagestreams/layers in the authorization namespace")
+		registry.WriteError(w, http.StatusForbidden, registry.CodeDenied, deniedMessage(err))
 	case errors.Is(err, login.ErrUnavailable):
 		log.ErrorContext(ctx, "login failed: cluster unavailable", "error", err)
 		registry.WriteError(w, http.StatusServiceUnavailable, registry.CodeUnavailable,
@@ -263,9 +266,8 @@ func (h *Handler) unauthorized(w http.ResponseWriter, msg string) {
 	registry.WriteError(w, http.StatusUnauthorized, registry.CodeUnauthorized, msg)
 }
 
-func (h *Handler) issue(w http.ResponseWriter, r *http.Request, log *slog.Logger, req request, host string, sub token.Subject) {
+func (h *Handler) issue(w http.ResponseWriter, r *http.Request, log *slog.Logger, req request, host string, sub token.Subject, grant []registry.Scope) {
 	now := h.opts.Now()
-	grant := registry.Grant(registry.ParseScopes(req.scopes), h.opts.Repository)
 	access, err := h.opts.Issuer.Access(host, sub, grant, now)
 	if err != nil {
 		log.ErrorContext(r.Context(), "signing failed", "error", err)

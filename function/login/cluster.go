@@ -272,8 +272,21 @@ func (c *Cluster) review(ctx context.Context, token string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
+	id, err := c.tokenReview(ctx, cl, token)
+	if err != nil {
+		return id, err
+	}
+	if err := c.authorize(ctx, cl, id); err != nil {
+		return id, err
+	}
+	return id, nil
+}
+
+// tokenReview asks the cluster who token belongs to: ErrBadCredentials
+// when it is not authenticated or not bound to an accepted audience.
+func (c *Cluster) tokenReview(ctx context.Context, cl *clusterClients, token string) (Identity, error) {
 	tr := &authenticationv1.TokenReview{}
-	err = cl.authn.Post().Resource("tokenreviews").Body(&authenticationv1.TokenReview{
+	err := cl.authn.Post().Resource("tokenreviews").Body(&authenticationv1.TokenReview{
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: c.opts.Audiences},
 	}).Do(ctx).Into(tr)
 	if err != nil {
@@ -296,20 +309,24 @@ func (c *Cluster) review(ctx context.Context, token string) (Identity, error) {
 			id.Extra[k] = []string(v)
 		}
 	}
-	if err := c.authorize(ctx, cl, id); err != nil {
-		return id, err
-	}
 	return id, nil
 }
 
 func (c *Cluster) authorize(ctx context.Context, cl *clusterClients, id Identity) error {
+	return c.accessReview(ctx, cl, id, c.opts.Namespace, "")
+}
+
+// accessReview asks whether id may get imagestreams/layers in namespace,
+// on the image stream name ("": every image stream of the namespace).
+func (c *Cluster) accessReview(ctx context.Context, cl *clusterClients, id Identity, namespace, name string) error {
 	spec := authorizationv1.SubjectAccessReviewSpec{
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace:   c.opts.Namespace,
+			Namespace:   namespace,
 			Verb:        reviewVerb,
 			Group:       reviewGroup,
 			Resource:    reviewResource,
 			Subresource: reviewSubresource,
+			Name:        name,
 		},
 		User:   id.Name,
 		UID:    id.UID,
@@ -328,7 +345,7 @@ func (c *Cluster) authorize(ctx context.Context, cl *clusterClients, id Identity
 	}
 	if !sar.Status.Allowed || sar.Status.Denied {
 		c.opts.Logger.InfoContext(ctx, "cluster user may not pull", "user", id.Name,
-			"namespace", c.opts.Namespace, "reason", sar.Status.Reason, "evaluation_error", sar.Status.EvaluationError)
+			"namespace", namespace, "image_stream", name, "reason", sar.Status.Reason, "evaluation_error", sar.Status.EvaluationError)
 		return ErrDenied
 	}
 	return nil

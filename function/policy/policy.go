@@ -47,6 +47,15 @@ type Reviewer interface {
 	Review(ctx context.Context, id login.Identity, res Resource) error
 }
 
+// ReviewFunc is a Reviewer of a function taking the namespace and name,
+// such as (*login.Cluster).ReviewImageStream.
+type ReviewFunc func(ctx context.Context, id login.Identity, namespace, name string) error
+
+// Review implements Reviewer.
+func (f ReviewFunc) Review(ctx context.Context, id login.Identity, res Resource) error {
+	return f(ctx, id, res.Namespace, res.Name)
+}
+
 // Limits of one decision and of the cache.
 const (
 	// MaxScopes is the most pull scopes of one token request that are

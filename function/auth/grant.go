@@ -1,0 +1,58 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/registry"
+	"github.com/qci-appci/qci-appci/function/token"
+)
+
+// grant decides the requested scopes of a logged-in subject: the robot
+// pulls every served repository it asks for; a cluster user each one the
+// policy allows, reviewed afresh on a refresh. Nothing asked is an empty
+// grant (the login probe). Everything asked and nothing granted is an
+// error: ErrDenied (a deniedError naming the repositories) when every
+// decided scope was denied, ErrUnavailable when a review could not be
+// made.
+func (h *Handler) grant(ctx context.Context, log *slog.Logger, req request, sub token.Subject) ([]registry.Scope, error) {
+	requested := registry.ParseScopes(req.scopes)
+	if sub.Login == token.LoginRobot {
+		return h.opts.Policy.Robot(requested), nil
+	}
+	id := login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra}
+	d := h.opts.Policy.Decide(ctx, id, requested, req.grant == "refresh_token")
+	switch {
+	case !d.Refused():
+		if d.Err != nil {
+			log.WarnContext(ctx, "some scopes could not be reviewed and are not granted", "error", d.Err)
+		}
+		if len(d.Denied) > 0 {
+			log.InfoContext(ctx, "some scopes denied", "denied", d.Denied)
+		}
+		return d.Granted, nil
+	case d.Err != nil:
+		return nil, d.Err
+	default:
+		return nil, &deniedError{msg: h.opts.Policy.DeniedMessage(d)}
+	}
+}
+
+// deniedError is a login whose every requested scope was denied; it
+// matches login.ErrDenied and says which repositories and why.
+type deniedError struct{ msg string }
+
+func (e *deniedError) Error() string        { return e.msg }
+func (e *deniedError) Is(target error) bool { return target == login.ErrDenied }
+
+// deniedMessage is the 403 message for err.
+func deniedMessage(err error) string {
+	var d *deniedError
+	if errors.As(err, &d) {
+		return d.msg
+	}
+	return fmt.Sprintf("authenticated, but not allowed to pull: %v", err)
+}
