@@ -23,8 +23,26 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
+// usage is what -h prints: the one flag, and where the configuration is.
+const usage = `Usage: qci-appci [-version]
+
+qci-appci serves the registry front door on :$PORT (HTTP/1.1 and h2c) and
+its Prometheus metrics on :$QCI_METRICS_PORT (9090; 0: off). It is
+configured by environment variables, QCI_ROBOT_USERNAME, QCI_ROBOT_PASSWORD
+and QCI_SIGNING_KEY required (each also as <NAME>_FILE, a mounted secret);
+every variable, its default and meaning are in the configuration table of
+README.md:
+  https://github.com/qci-appci/qci-appci#configuration
+
+Flags:
+`
+
 func main() {
 	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), usage)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	if *showVersion {
 		fmt.Println("qci-appci", version)

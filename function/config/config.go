@@ -29,6 +29,7 @@ func Defaults() Config {
 		RefreshTTL:         NewDuration(24 * time.Hour),
 		AuthzNamespace:     "ocp",
 		ReviewCacheTTL:     NewDuration(5 * time.Minute),
+		MetricsPort:        9090,
 	}
 }
 
@@ -70,6 +71,9 @@ type Config struct {
 	TokenAudiences []string `envconfig:"TOKEN_AUDIENCES"`
 	// ReviewCacheTTL is the longest an allowed cluster review is reused.
 	ReviewCacheTTL Duration `envconfig:"REVIEW_CACHE_TTL" default:"5m"`
+	// MetricsPort is the port of the Prometheus metrics (/metrics), apart
+	// from the served port; 0 turns metrics off.
+	MetricsPort Port `envconfig:"METRICS_PORT" default:"9090"`
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
@@ -199,6 +203,9 @@ func (c *Config) validate(problems []string) error {
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	if c.Port <= 0 || c.Port > 65535 {
 		bad("PORT must be a number from 1 to 65535")
+	}
+	if c.MetricsPort < 0 || c.MetricsPort > 65535 {
+		bad("%s_METRICS_PORT must be a number from 0 (metrics off) to 65535", Prefix)
 	}
 	if c.ExposedURL != "" {
 		if err := checkBaseURL(c.ExposedURL); err != nil {
