@@ -73,17 +73,24 @@ image: ## build the image with ko into $(IMAGE_TAR) as $(IMAGE_REPO), no push, n
 	$(if $(BASE_IMAGE_TAR),$(GO) run ./test/deploy/localbase -tar '$(BASE_IMAGE_TAR)' --) \
 	  env KO_DOCKER_REPO='$(IMAGE_REPO)' VERSION='$(VERSION)' $(KO) build --push=false --bare --tarball='$(IMAGE_TAR)' ./cmd/qci-appci
 
-gcf-source: ## the source tree for gcloud functions deploy into $(GCF_SOURCE): the function packages under a root package
+gcf-source: ## the source tree for gcloud functions deploy into $(GCF_SOURCE): the function packages under a root package that registers QCIAppCI
 	rm -rf $(GCF_SOURCE)
 	mkdir -p $(GCF_SOURCE)
-	git ls-files go.mod go.sum 'function/*.go' | grep -v '_test\.go$$' | xargs cp --parents -t $(GCF_SOURCE)
+	git ls-files --cached --others --exclude-standard go.mod go.sum 'function/*.go' | grep -v '_test\.go$$' | xargs cp --parents -t $(GCF_SOURCE)
 	printf '%s\n' \
 	  '// Package qciappci is the root package that the Cloud Functions Go' \
-	  '// buildpack builds: it looks for the Functions Framework import here,' \
-	  '// and importing the function package registers QCIAppCI.' \
+	  '// buildpack builds: it imports the Functions Framework (the buildpack' \
+	  '// looks for that import here) and registers the function with it as' \
+	  '// QCIAppCI, built lazily from the environment on its first request.' \
+	  '// Only this generated package registers: the container binary does' \
+	  '// not link the framework.' \
 	  'package qciappci' '' 'import (' \
-	  '	_ "github.com/GoogleCloudPlatform/functions-framework-go/functions"' \
-	  '	_ "github.com/qci-appci/qci-appci/function"' ')' > $(GCF_SOURCE)/qciappci.go
+	  '	"github.com/GoogleCloudPlatform/functions-framework-go/functions"' '' \
+	  '	"github.com/qci-appci/qci-appci/function"' ')' '' \
+	  'func init() {' \
+	  '	functions.HTTP(function.EntryPoint, function.NewFromEnv().ServeHTTP)' \
+	  '}' > $(GCF_SOURCE)/qciappci.go
+	gofmt -l $(GCF_SOURCE)/qciappci.go | (! grep .)
 	@echo "gcf-source: $(GCF_SOURCE) is ready for gcloud functions deploy --source $(GCF_SOURCE)"
 
 kube-apiserver: ## build (once) the kube-apiserver the cluster tests run, into .cache/bin

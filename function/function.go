@@ -2,8 +2,9 @@
 // with the upstream robot's credentials or a cluster token, issues its own
 // short-lived JWTs, and streams reads of one upstream repository to holders
 // of those tokens. New wires the auth handler and the streaming proxy
-// handler onto their routes; init registers the function with the Functions
-// Framework as "QCIAppCI".
+// handler onto their routes; NewFromEnv builds it lazily from the
+// environment for the Functions Framework, where the Cloud Functions source
+// that make gcf-source stages registers it as "QCIAppCI".
 package function
 
 import (
