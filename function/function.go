@@ -54,6 +54,7 @@ func New(cfg config.Config) (http.Handler, error) {
 		Password:   string(cfg.RobotPassword),
 		Transport:  base,
 		Logger:     log,
+		Metrics:    cfg.Metrics,
 	})
 	var cluster auth.ClusterLogin
 	if login.ClusterConfigured(cfg.Kubeconfig) {
@@ -63,6 +64,7 @@ func New(cfg config.Config) (http.Handler, error) {
 			Audiences:  cfg.TokenAudiences,
 			CacheTTL:   min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
 			Logger:     log,
+			Metrics:    cfg.Metrics,
 		})
 	} else {
 		log.Info("cluster login is off: no QCI_KUBECONFIG and not running in a cluster; only the robot can log in")
@@ -74,13 +76,14 @@ func New(cfg config.Config) (http.Handler, error) {
 		Issuer:     &token.Issuer{Keys: keys, AccessTTL: cfg.TokenTTL.Duration, RefreshTTL: cfg.RefreshTTL.Duration},
 		Public:     public,
 		Logger:     log,
+		Metrics:    cfg.Metrics,
 	})
 	proxyHandler := proxy.New(proxy.Options{
 		Repository: cfg.UpstreamRepository,
 		Upstream:   upstreamURL,
 		Keys:       keys,
 		Public:     public,
-		Transport:  upstream.NewAuthTransport(upstream.NewSpliceTransport(base), source),
+		Transport:  upstream.NewAuthTransport(upstream.NewMetricsTransport(upstream.NewSpliceTransport(base), cfg.Metrics), source),
 		Logger:     log,
 	})
 	return &router{auth: authHandler, proxy: proxyHandler}, nil

@@ -15,9 +15,13 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/qci-appci/qci-appci/cmd/internal/server"
 	"github.com/qci-appci/qci-appci/function"
 	"github.com/qci-appci/qci-appci/function/config"
+	"github.com/qci-appci/qci-appci/function/metrics"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -61,6 +65,19 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	cfg.Logger = log
+	// The metrics port is bound before anything is served, so that a port
+	// in use fails the start, not a later scrape.
+	var reg *prometheus.Registry
+	var metricsLn net.Listener
+	if cfg.MetricsPort != 0 {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		cfg.Metrics = metrics.New(reg)
+		metricsLn, err = net.Listen("tcp", ":"+strconv.Itoa(int(cfg.MetricsPort)))
+		if err != nil {
+			return fmt.Errorf("listen for metrics (QCI_METRICS_PORT): %w", err)
+		}
+	}
 	handler, err := function.New(cfg)
 	if err != nil {
 		return err
@@ -72,7 +89,19 @@ func run(log *slog.Logger) error {
 	log.Info("qci-appci listening", "version", version, "addr", ln.Addr().String(), "config", cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	access := server.NewAccessLog(os.Stderr)
+	access := server.NewAccessLog(os.Stderr, server.WithMetrics(cfg.Metrics))
 	defer access.Close()
+	if metricsLn != nil {
+		log.Info("metrics listening", "addr", metricsLn.Addr().String(), "path", "/metrics")
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := server.ServeMetrics(mctx, metricsLn, reg, log); err != nil {
+				log.Error("metrics server stopped; the registry is still served", "error", err)
+			}
+		}()
+		defer func() { cancel(); <-done }()
+	}
 	return server.Serve(ctx, ln, access.Handler(handler), log)
 }

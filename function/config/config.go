@@ -15,6 +15,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/registry"
 )
 
@@ -77,6 +78,8 @@ type Config struct {
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
+	// Metrics receive what the handlers observe; nil: none are kept.
+	Metrics *metrics.Metrics `ignored:"true"`
 }
 
 // Port is a TCP port number; a value that is not a number decodes to -1, so
@@ -329,6 +332,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("authz_namespace", c.AuthzNamespace),
 		slog.Any("token_audiences", c.TokenAudiences),
 		slog.String("review_cache_ttl", c.ReviewCacheTTL.String()),
+		slog.Int("metrics_port", int(c.MetricsPort)),
 	)
 }
 

@@ -289,3 +289,22 @@ func TestDomainMappingValidates(t *testing.T) {
 		t.Errorf("ClusterDomainClaim %+v does not let %s claim %s", claim, dm.Namespace, dm.Name)
 	}
 }
+
+// TestKnativeScrapeAnnotations checks that Prometheus is told to scrape the
+// port the metrics are served on.
+func TestKnativeScrapeAnnotations(t *testing.T) {
+	svc := loadService(t)
+	ann := svc.Spec.Template.Annotations
+	var port string
+	for _, e := range svc.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "QCI_METRICS_PORT" {
+			port = e.Value
+		}
+	}
+	if port == "" || port == "0" {
+		t.Fatalf("QCI_METRICS_PORT %q: metrics off", port)
+	}
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != port || ann["prometheus.io/path"] != "/metrics" {
+		t.Errorf("scrape annotations %v do not name port %s and /metrics", ann, port)
+	}
+}
