@@ -26,9 +26,13 @@ import (
 
 // New validates cfg and returns the function's handler. It contacts
 // nothing: the upstream token and the cluster clients come on first use.
+// The secrets in cfg.SecretFiles are re-read when their files change.
 func New(cfg config.Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if len(cfg.SecretFiles) > 0 && cfg.SecretReloadInterval.Duration > 0 { // secrets given as files: re-read when they change
+		return newReloading(cfg)
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -23,14 +23,15 @@ import (
 // DESIGN.md and no secrets (so it does not validate until they are set).
 func Defaults() Config {
 	return Config{
-		Port:               8080,
-		UpstreamURL:        "https://quay.io",
-		UpstreamRepository: "openshift/ci",
-		TokenTTL:           NewDuration(time.Hour),
-		RefreshTTL:         NewDuration(24 * time.Hour),
-		AuthzNamespace:     "ocp",
-		ReviewCacheTTL:     NewDuration(5 * time.Minute),
-		MetricsPort:        9090,
+		Port:                 8080,
+		UpstreamURL:          "https://quay.io",
+		UpstreamRepository:   "openshift/ci",
+		TokenTTL:             NewDuration(time.Hour),
+		RefreshTTL:           NewDuration(24 * time.Hour),
+		AuthzNamespace:       "ocp",
+		ReviewCacheTTL:       NewDuration(5 * time.Minute),
+		MetricsPort:          9090,
+		SecretReloadInterval: NewDuration(time.Minute),
 	}
 }
 
@@ -75,11 +76,18 @@ type Config struct {
 	// MetricsPort is the port of the Prometheus metrics (/metrics), apart
 	// from the served port; 0 turns metrics off.
 	MetricsPort Port `envconfig:"METRICS_PORT" default:"9090"`
+	// SecretReloadInterval is how often, at most, secrets given as
+	// <NAME>_FILE are re-read to notice a rotation; 0: read once at start.
+	SecretReloadInterval Duration `envconfig:"SECRET_RELOAD_INTERVAL" default:"1m"`
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
 	// Metrics receive what the handlers observe; nil: none are kept.
 	Metrics *metrics.Metrics `ignored:"true"`
+	// SecretFiles are the files of the secrets given as <NAME>_FILE, by
+	// variable name (QCI_ROBOT_PASSWORD); Load fills it. The function
+	// re-reads them when they change (see function/secretfile).
+	SecretFiles map[string]string `ignored:"true"`
 }
 
 // Port is a TCP port number; a value that is not a number decodes to -1, so
@@ -154,6 +162,7 @@ func Load() (Config, error) {
 	if err := c.validate(problems); err != nil {
 		return c, err
 	}
+	c.SecretFiles = secretFiles()
 	return c, nil
 }
 
@@ -247,6 +256,7 @@ func (c *Config) validate(problems []string) error {
 	checkDuration("TOKEN_TTL", c.TokenTTL, MinTokenTTL)
 	checkDuration("REFRESH_TTL", c.RefreshTTL, MinTokenTTL)
 	checkDuration("REVIEW_CACHE_TTL", c.ReviewCacheTTL, 0)
+	checkDuration("SECRET_RELOAD_INTERVAL", c.SecretReloadInterval, 0)
 	if c.Kubeconfig != "" {
 		if _, err := os.Stat(c.Kubeconfig); err != nil {
 			bad("%s_KUBECONFIG: %v", Prefix, err)
@@ -333,6 +343,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("token_audiences", c.TokenAudiences),
 		slog.String("review_cache_ttl", c.ReviewCacheTTL.String()),
 		slog.Int("metrics_port", int(c.MetricsPort)),
+		slog.String("secret_reload_interval", c.SecretReloadInterval.String()),
 	)
 }
 
