@@ -2,8 +2,9 @@
 // with the upstream robot's credentials or a cluster token, issues its own
 // short-lived JWTs, and streams reads of one upstream repository to holders
 // of those tokens. New wires the auth handler and the streaming proxy
-// handler onto their routes; init registers the function with the Functions
-// Framework as "QCIAppCI".
+// handler onto their routes; NewFromEnv builds it lazily from the
+// environment for the Functions Framework, where the Cloud Functions source
+// that make gcf-source stages registers it as "QCIAppCI".
 package function
 
 import (
@@ -27,9 +28,13 @@ import (
 
 // New validates cfg and returns the function's handler. It contacts
 // nothing: the upstream token and the cluster clients come on first use.
+// The secrets in cfg.SecretFiles are re-read when their files change.
 func New(cfg config.Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if len(cfg.SecretFiles) > 0 && cfg.SecretReloadInterval.Duration > 0 { // secrets given as files: re-read when they change
+		return newReloading(cfg)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -56,6 +61,7 @@ func New(cfg config.Config) (http.Handler, error) {
 		Transport:  base,
 		TokenHosts: cfg.UpstreamTokenHosts,
 		Logger:     log,
+		Metrics:    cfg.Metrics,
 	})
 	open, err := policy.ParseOpen(cfg.OpenImages)
 	if err != nil {
@@ -67,7 +73,6 @@ func New(cfg config.Config) (http.Handler, error) {
 		FlatNamespace: cfg.AuthzNamespace,
 		Open:          open,
 		CacheTTL:      min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
-		Logger:        log,
 	}
 	var cluster auth.ClusterLogin
 	if login.ClusterConfigured(cfg.Kubeconfig) {
@@ -77,6 +82,7 @@ func New(cfg config.Config) (http.Handler, error) {
 			Audiences:  cfg.TokenAudiences,
 			CacheTTL:   min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
 			Logger:     log,
+			Metrics:    cfg.Metrics,
 		})
 		cluster, policyOpts.Reviewer = c, policy.ReviewFunc(c.ReviewImageStream)
 	} else {
@@ -89,13 +95,14 @@ func New(cfg config.Config) (http.Handler, error) {
 		Issuer:  &token.Issuer{Keys: keys, AccessTTL: cfg.TokenTTL.Duration, RefreshTTL: cfg.RefreshTTL.Duration},
 		Public:  public,
 		Logger:  log,
+		Metrics: cfg.Metrics,
 	})
 	proxyHandler := proxy.New(proxy.Options{
 		Repository: cfg.UpstreamRepository,
 		Upstream:   upstreamURL,
 		Keys:       keys,
 		Public:     public,
-		Transport:  upstream.NewAuthTransport(base, source),
+		Transport:  upstream.NewAuthTransport(upstream.NewMetricsTransport(base, cfg.Metrics), source),
 		Manifests:  manifestcache.New(cfg.ManifestCacheBytes.N),
 		Logger:     log,
 	})

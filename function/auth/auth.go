@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/policy"
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
@@ -44,6 +45,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics count logins (qci_logins_total); nil: not counted.
+	Metrics *metrics.Metrics
 }
 
 // ClusterLogin is what the endpoint needs of a cluster: who a token
@@ -128,15 +131,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sub.Name != "" {
 		requestinfo.SetUser(r.Context(), sub.Name)
 	}
+	var grant []registry.Scope
 	if err == nil {
-		var grant []registry.Scope
 		grant, err = h.grant(r.Context(), log, req, sub)
-		if err == nil {
-			h.issue(w, r, log, req, host, sub, grant)
-			return
-		}
 	}
-	h.loginFailed(w, r, log, err)
+	h.opts.Metrics.Login(how, loginResult(err))
+	if err != nil {
+		h.loginFailed(w, r, log, err)
+		return
+	}
+	h.issue(w, r, log, req, host, sub, grant)
 }
 
 func parseGet(r *http.Request) (request, error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/registry"
 )
 
@@ -24,15 +25,17 @@ import (
 // DESIGN.md and no secrets (so it does not validate until they are set).
 func Defaults() Config {
 	return Config{
-		Port:               8080,
-		UpstreamURL:        "https://quay.io",
-		UpstreamRepository: "openshift/ci",
-		TokenTTL:           NewDuration(time.Hour),
-		RefreshTTL:         NewDuration(24 * time.Hour),
-		AuthzNamespace:     "ocp",
-		ReviewCacheTTL:     NewDuration(5 * time.Minute),
-		ManifestCacheBytes: ByteSize{N: 8 << 20, raw: "8MiB"},
-		FlatRepository:     true,
+		Port:                 8080,
+		UpstreamURL:          "https://quay.io",
+		UpstreamRepository:   "openshift/ci",
+		TokenTTL:             NewDuration(time.Hour),
+		RefreshTTL:           NewDuration(24 * time.Hour),
+		AuthzNamespace:       "ocp",
+		ReviewCacheTTL:       NewDuration(5 * time.Minute),
+		ManifestCacheBytes:   ByteSize{N: 8 << 20, raw: "8MiB"},
+		MetricsPort:          9090,
+		SecretReloadInterval: NewDuration(time.Minute),
+		FlatRepository:       true,
 	}
 }
 
@@ -94,9 +97,21 @@ type Config struct {
 	// whom the namespace-wide review in AuthzNamespace allows; false: only
 	// image-stream repositories are granted to them.
 	FlatRepository bool `envconfig:"FLAT_REPOSITORY" default:"true"`
+	// MetricsPort is the port of the Prometheus metrics (/metrics), apart
+	// from the served port; 0 turns metrics off.
+	MetricsPort Port `envconfig:"METRICS_PORT" default:"9090"`
+	// SecretReloadInterval is how often, at most, secrets given as
+	// <NAME>_FILE are re-read to notice a rotation; 0: read once at start.
+	SecretReloadInterval Duration `envconfig:"SECRET_RELOAD_INTERVAL" default:"1m"`
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
+	// Metrics receive what the handlers observe; nil: none are kept.
+	Metrics *metrics.Metrics `ignored:"true"`
+	// SecretFiles are the files of the secrets given as <NAME>_FILE, by
+	// variable name (QCI_ROBOT_PASSWORD); Load fills it. The function
+	// re-reads them when they change (see function/secretfile).
+	SecretFiles map[string]string `ignored:"true"`
 }
 
 // Port is a TCP port number; a value that is not a number decodes to -1, so
@@ -213,6 +228,7 @@ func Load() (Config, error) {
 	if err := c.validate(problems); err != nil {
 		return c, err
 	}
+	c.SecretFiles = secretFiles()
 	return c, nil
 }
 
@@ -374,6 +390,9 @@ func (c *Config) validate(problems []string) error {
 	if c.Port <= 0 || c.Port > 65535 {
 		bad("PORT must be a number from 1 to 65535")
 	}
+	if c.MetricsPort < 0 || c.MetricsPort > 65535 {
+		bad("%s_METRICS_PORT must be a number from 0 (metrics off) to 65535", Prefix)
+	}
 	if c.ExposedURL != "" {
 		if err := checkBaseURL(c.ExposedURL); err != nil {
 			bad("%s_EXPOSED_URL: %v", Prefix, err)
@@ -411,6 +430,7 @@ func (c *Config) validate(problems []string) error {
 	checkDuration("TOKEN_TTL", c.TokenTTL, MinTokenTTL)
 	checkDuration("REFRESH_TTL", c.RefreshTTL, MinTokenTTL)
 	checkDuration("REVIEW_CACHE_TTL", c.ReviewCacheTTL, 0)
+	checkDuration("SECRET_RELOAD_INTERVAL", c.SecretReloadInterval, 0)
 	if c.Kubeconfig != "" {
 		if _, err := os.Stat(c.Kubeconfig); err != nil {
 			bad("%s_KUBECONFIG: %v", Prefix, err)
@@ -528,6 +548,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("review_cache_ttl", c.ReviewCacheTTL.String()),
 		slog.Any("upstream_token_hosts", c.UpstreamTokenHosts),
 		slog.Int64("manifest_cache_bytes", c.ManifestCacheBytes.N),
+		slog.Int("metrics_port", int(c.MetricsPort)),
+		slog.String("secret_reload_interval", c.SecretReloadInterval.String()),
 	)
 }
 

@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/qci-appci/qci-appci/function/metrics"
 )
 
 // The access a cluster user needs: pull from the image streams of a namespace.
@@ -55,6 +57,8 @@ type ClusterOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics count reviews and review cache hits; nil: not counted.
+	Metrics *metrics.Metrics
 }
 
 // Cluster logs users in with cluster tokens. Its clients are built on first
@@ -120,7 +124,9 @@ func NewCluster(opts ClusterOptions) *Cluster {
 // under a hash of the token; concurrent logins with one token share a review.
 func (c *Cluster) Login(ctx context.Context, token string) (Identity, error) {
 	key := sha256.Sum256([]byte(token))
-	if e, ok := c.cached(key); ok {
+	e, ok := c.cached(key)
+	c.opts.Metrics.ReviewCache(ok)
+	if ok {
 		return e.id, e.err
 	}
 	ch := c.flight.DoChan(string(key[:]), func() (any, error) {
@@ -289,6 +295,7 @@ func (c *Cluster) tokenReview(ctx context.Context, cl *clusterClients, token str
 	err := cl.authn.Post().Resource("tokenreviews").Body(&authenticationv1.TokenReview{
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: c.opts.Audiences},
 	}).Do(ctx).Into(tr)
+	c.opts.Metrics.ClusterReview(metrics.ReviewToken, tokenReviewResult(err, tr, c.opts.Audiences))
 	if err != nil {
 		return Identity{}, c.apiError("TokenReview", err)
 	}
@@ -340,6 +347,7 @@ func (c *Cluster) accessReview(ctx context.Context, cl *clusterClients, id Ident
 	}
 	sar := &authorizationv1.SubjectAccessReview{}
 	err := cl.authz.Post().Resource("subjectaccessreviews").Body(&authorizationv1.SubjectAccessReview{Spec: spec}).Do(ctx).Into(sar)
+	c.opts.Metrics.ClusterReview(metrics.ReviewAccess, accessReviewResult(err, sar))
 	if err != nil {
 		return c.apiError("SubjectAccessReview", err)
 	}

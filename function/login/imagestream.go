@@ -14,7 +14,9 @@ import (
 // one token share a review.
 func (c *Cluster) Authenticate(ctx context.Context, token string) (Identity, error) {
 	key := sha256.Sum256([]byte("authenticate\x00" + token))
-	if e, ok := c.cached(key); ok {
+	e, ok := c.cached(key)
+	c.opts.Metrics.ReviewCache(ok)
+	if ok {
 		return e.id, e.err
 	}
 	ch := c.flight.DoChan(string(key[:]), func() (any, error) {

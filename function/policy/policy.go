@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -85,8 +84,6 @@ type Options struct {
 	Reviewer Reviewer
 	// CacheTTL is the longest an allowed review is reused.
 	CacheTTL time.Duration
-	// Logger receives denials and review failures.
-	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -109,9 +106,6 @@ type cacheEntry struct {
 
 // New returns a policy.
 func New(opts Options) *Policy {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -261,9 +255,6 @@ func (p *Policy) review(ctx context.Context, id login.Identity, res Resource, fr
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reviewTimeout)
 		defer cancel()
 		err := p.opts.Reviewer.Review(rctx, id, res)
-		if errors.Is(err, login.ErrDenied) {
-			p.opts.Logger.InfoContext(ctx, "cluster user may not pull", "user", id.Name, "resource", res.String())
-		}
 		p.remember(key, err)
 		return nil, err
 	})

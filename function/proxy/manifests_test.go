@@ -88,6 +88,7 @@ func TestManifestCacheHitMakesNoUpstreamRequest(t *testing.T) {
 	if body := readAll(t, first); first.StatusCode != 200 || body != string(m.body) {
 		t.Fatalf("first GET: %d %q", first.StatusCode, body)
 	}
+	<-tp.served // the body is kept once the handler has returned, after the client read it all
 	if m.hits.Load() != 1 || cache.Len() != 1 {
 		t.Fatalf("after the first GET: %d upstream requests, %d cached", m.hits.Load(), cache.Len())
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/qci-appci/qci-appci/function/metrics"
 )
 
 // fetchTimeout bounds one discovery plus token fetch, whoever waits for it.
@@ -46,6 +48,8 @@ type TokenSourceOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics count token fetches; nil: not counted.
+	Metrics *metrics.Metrics
 }
 
 // TokenSource hands out the robot's upstream token, in the manner of
@@ -203,6 +207,7 @@ func (s *TokenSource) fetch(ctx context.Context) (string, error) {
 	}
 	start := s.opts.Now()
 	tok, lifetime, err := s.request(ctx, realm, service)
+	s.opts.Metrics.UpstreamTokenFetch(tokenFetchResult(err))
 	if err != nil {
 		s.opts.Logger.ErrorContext(ctx, "upstream token: fetch failed", "realm", realm.String(), "error", err)
 		return "", err
