@@ -158,13 +158,19 @@ func (e *limitedError) Error() string {
 }
 
 // countFailure takes a token of the failed-login limit for a wrong
-// credential or a denial, and logs once when that limits the client or the
-// username.
+// credential or a denial that review did not count already (the robot's,
+// a cached denial, a bad refresh token), and logs once when that limits
+// the client or the username.
 func (h *Handler) countFailure(ctx context.Context, err error, client, username string) {
-	if h.opts.Limiter == nil || !(errors.Is(err, login.ErrBadCredentials) || errors.Is(err, login.ErrDenied)) {
+	var c counted
+	if h.opts.Limiter == nil || !failure(err) || errors.As(err, &c) {
 		return
 	}
-	for _, k := range h.opts.Limiter.Failed(h.opts.Now(), client, username) {
+	h.logLimited(ctx, h.opts.Limiter.Failed(h.opts.Now(), client, username))
+}
+
+func (h *Handler) logLimited(ctx context.Context, keys []loginlimit.Key) {
+	for _, k := range keys {
 		h.opts.Logger.WarnContext(ctx, "failed-login limit reached: logins that need a cluster review are refused with 429 until it refills",
 			"limited_"+string(k.Kind), k.Value)
 	}
@@ -253,17 +259,41 @@ func (h *Handler) authenticate(ctx context.Context, req request, host, client st
 		return token.Subject{Name: req.username}, "cluster", errClusterOff
 	}
 	ans, cached := h.opts.Cluster.Cached(req.password)
-	if !cached && h.opts.Limiter != nil {
-		if retry, limited := h.opts.Limiter.Limited(h.opts.Now(), client, req.username); limited {
-			return token.Subject{Name: req.username}, "cluster", &limitedError{retryAfter: retry}
-		}
-	}
 	if !cached {
-		ans.Identity, ans.Err = h.opts.Cluster.Login(ctx, req.password)
+		ans.Identity, ans.Err = h.review(ctx, req, client)
 	}
 	id := ans.Identity
 	sub := token.Subject{Name: id.Name, Login: token.LoginCluster, UID: id.UID, Groups: id.Groups, Extra: id.Extra}
 	return sub, "cluster", ans.Err
+}
+
+// review logs a cluster user in through the cluster, within the
+// failed-login limit: past it, a limitedError before any review.
+func (h *Handler) review(ctx context.Context, req request, client string) (login.Identity, error) {
+	if h.opts.Limiter == nil {
+		return h.opts.Cluster.Login(ctx, req.password)
+	}
+	pending, retry, ok := h.opts.Limiter.Begin(h.opts.Now(), client, req.username)
+	if !ok {
+		return login.Identity{}, &limitedError{retryAfter: retry}
+	}
+	id, err := h.opts.Cluster.Login(ctx, req.password)
+	h.logLimited(ctx, h.opts.Limiter.End(h.opts.Now(), pending, failure(err)))
+	if err != nil {
+		return id, counted{err}
+	}
+	return id, nil
+}
+
+// counted marks a failure already taken from the failed-login limit.
+type counted struct{ error }
+
+func (c counted) Unwrap() error { return c.error }
+
+// failure reports whether err is the client's failure: wrong credentials
+// or a denial, not an outage or a hung-up client.
+func failure(err error) bool {
+	return errors.Is(err, login.ErrBadCredentials) || errors.Is(err, login.ErrDenied)
 }
 
 var errClusterOff = errors.New("cluster login is off (no QCI_KUBECONFIG, not in a cluster)")

@@ -384,3 +384,33 @@ func TestAccessLineNamesOnlyAuthenticatedUsers(t *testing.T) {
 		t.Errorf("failed logins not logged at WARN:\n%s", f.logs)
 	}
 }
+
+// Logins whose reviews are in flight count against the limit: ten bogus
+// logins at once from one address with a burst of 2 send two reviews, not
+// ten.
+func TestConcurrentFailuresCannotOverspendTheLimit(t *testing.T) {
+	f := newFixture(t, fixtureOptions{rate: 0.5, burst: 2})
+	arrived, release := f.cluster.HoldReviews()
+	defer release()
+	ctx := context.Background()
+	held := make(chan answer, 2)
+	for i := range 2 {
+		go func() { held <- f.login(ctx, "203.0.113.5", "h"+string(rune('a'+i)), "sha256~held-"+string(rune('a'+i))) }()
+		<-arrived
+	}
+	for i := range 8 {
+		a := f.login(ctx, "203.0.113.5", "c"+string(rune('a'+i)), "sha256~concurrent-"+string(rune('a'+i)))
+		if a.code != http.StatusTooManyRequests {
+			t.Errorf("login %d while two reviews are in flight: %d, want 429", i, a.code)
+		}
+	}
+	release()
+	for range 2 {
+		if a := <-held; a.code != 401 {
+			t.Errorf("held bogus login: %d, want 401", a.code)
+		}
+	}
+	if n := f.cluster.TokenReviewCount(); n != 2 {
+		t.Errorf("%d TokenReviews, want 2", n)
+	}
+}

@@ -42,9 +42,11 @@ const DefaultReviewTimeout = 5 * time.Second
 
 // Sizes of the two review caches. Allowed and refused answers live in
 // separate LRUs, so no number of bogus tokens evicts an allowed login.
+// Refusals are kept 10 s only, to spare the cluster a client that retries
+// one bad token; 1,024 of them cover that and keep a flood's memory small.
 const (
 	allowedCacheEntries = 4096
-	deniedCacheEntries  = 4096
+	deniedCacheEntries  = 1024
 )
 
 // DefaultMaxReviews is the default cap on reviews in flight at once.

@@ -31,7 +31,7 @@ import (
 const (
 	DefaultRate  = 10  // failed logins a second, refilled per key
 	DefaultBurst = 600 // failed logins in a row before a key is limited
-	DefaultSize  = 4096
+	DefaultSize  = 2048 // keys of each kind; about 300 bytes each
 )
 
 // Kind says what a key limits.
@@ -76,6 +76,11 @@ type bucket struct {
 	// since, so that a key hammering at the edge of its limit is reported
 	// once, not once a refilled token.
 	limited bool
+	// pending counts logins let through by Begin whose outcome is not
+	// known yet: each may still fail and take a token, so Begin counts them
+	// against the bucket. Without that, every login arriving while reviews
+	// are in flight would see the same last token.
+	pending int
 }
 
 // New returns a limiter; it fails on a rate or burst that is not positive.
@@ -105,19 +110,72 @@ func New(o Options) (*Limiter, error) {
 func (l *Limiter) Limited(now time.Time, addr, user string) (retryAfter time.Duration, limited bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, b := range []*bucket{peek(l.addrs, addr), peek(l.users, user)} {
+	return l.limited(now, peek(l.addrs, addr), peek(l.users, user))
+}
+
+func (l *Limiter) limited(now time.Time, buckets ...*bucket) (retryAfter time.Duration, limited bool) {
+	for _, b := range buckets {
 		if b == nil {
 			continue
 		}
-		tokens := b.lim.TokensAt(now)
-		if tokens >= 1 {
+		missing := 1 + float64(b.pending) - b.lim.TokensAt(now)
+		if missing <= 0 {
 			continue
 		}
-		wait := time.Duration((1 - tokens) / float64(l.rate) * float64(time.Second))
-		retryAfter = max(retryAfter, wait)
+		retryAfter = max(retryAfter, time.Duration(missing/float64(l.rate)*float64(time.Second)))
 		limited = true
 	}
 	return retryAfter, limited
+}
+
+// Pending is a login let through by Begin; End it with its outcome.
+type Pending struct {
+	addr, user string
+}
+
+// Begin lets a login that may fail through, unless the address or the
+// username is limited at now: then it says how long until one is let
+// through again. A login let through counts against both buckets until
+// End, so that logins in flight at once cannot all spend the same token;
+// it takes a token only if End says it failed.
+func (l *Limiter) Begin(now time.Time, addr, user string) (p Pending, retryAfter time.Duration, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, u := l.bucket(l.addrs, addr), l.bucket(l.users, user)
+	if retryAfter, limited := l.limited(now, a, u); limited {
+		return Pending{}, retryAfter, false
+	}
+	a.pending++
+	u.pending++
+	return Pending{addr: addr, user: user}, 0, true
+}
+
+// End records the outcome of a login let through by Begin: a failure takes
+// a token as Failed does (and returns what Failed returns), a success or a
+// login that ended without an answer (the cluster down, the client gone)
+// takes none.
+func (l *Limiter) End(now time.Time, p Pending, failed bool) []Key {
+	l.mu.Lock()
+	for _, b := range []*bucket{peek(l.addrs, p.addr), peek(l.users, p.user)} {
+		if b != nil && b.pending > 0 { // an evicted key starts afresh
+			b.pending--
+		}
+	}
+	l.mu.Unlock()
+	if !failed {
+		return nil
+	}
+	return l.Failed(now, p.addr, p.user)
+}
+
+// bucket returns the bucket of key, made full if there is none.
+func (l *Limiter) bucket(lru *simplelru.LRU[string, *bucket], key string) *bucket {
+	b, ok := lru.Get(key)
+	if !ok {
+		b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
+		lru.Add(key, b)
+	}
+	return b
 }
 
 // Failed records a failed login of user from addr at now, and returns the
@@ -132,11 +190,7 @@ func (l *Limiter) Failed(now time.Time, addr, user string) []Key {
 		kind Kind
 		val  string
 	}{{l.addrs, Address, addr}, {l.users, Username, user}} {
-		b, ok := k.lru.Get(k.val)
-		if !ok {
-			b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
-			k.lru.Add(k.val, b)
-		}
+		b := l.bucket(k.lru, k.val)
 		if b.lim.TokensAt(now) >= float64(l.burst) {
 			b.limited = false // quiet long enough to refill: report anew
 		}

@@ -145,3 +145,33 @@ func TestClientAddress(t *testing.T) {
 		}
 	}
 }
+
+// Logins in flight count against the bucket: with one token left, one
+// login is let through at a time, not every login that arrives while its
+// review runs; a success gives its place back, a failure takes the token.
+func TestBeginCountsLoginsInFlight(t *testing.T) {
+	l := newLimiter(t, Options{Rate: 1, Burst: 2})
+	p1, _, ok1 := l.Begin(t0, "a", "u1")
+	p2, _, ok2 := l.Begin(t0, "a", "u2")
+	if !ok1 || !ok2 {
+		t.Fatal("two logins within a burst of 2 not let through")
+	}
+	if _, retry, ok := l.Begin(t0, "a", "u3"); ok || retry != time.Second {
+		t.Fatalf("third login in flight: ok=%v retry=%v, want refused for 1s", ok, retry)
+	}
+	// The first succeeds: no token taken, its place is free again.
+	if got := l.End(t0, p1, false); got != nil {
+		t.Errorf("a success reported %v", got)
+	}
+	p3, _, ok := l.Begin(t0, "a", "u3")
+	if !ok {
+		t.Fatal("after a success, a login was refused")
+	}
+	// Both others fail: the two tokens are gone.
+	l.End(t0, p2, true)
+	if got := l.End(t0, p3, true); len(got) != 1 || got[0] != (Key{Address, "a"}) {
+		t.Errorf("the failure that emptied the address reported %v", got)
+	}
+	limited(t, l, t0, "a", "fresh")
+	notLimited(t, l, t0.Add(time.Second), "a", "fresh")
+}
