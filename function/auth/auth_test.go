@@ -395,7 +395,9 @@ func TestConcurrentFailuresCannotOverspendTheLimit(t *testing.T) {
 	ctx := context.Background()
 	held := make(chan answer, 2)
 	for i := range 2 {
-		go func() { held <- f.login(ctx, "203.0.113.5", "h"+string(rune('a'+i)), "sha256~held-"+string(rune('a'+i))) }()
+		go func() {
+			held <- f.login(ctx, "203.0.113.5", "h"+string(rune('a'+i)), "sha256~held-"+string(rune('a'+i)))
+		}()
 		<-arrived
 	}
 	for i := range 8 {

@@ -29,8 +29,8 @@ import (
 // bad credential, is 6.7 failed logins a second with a start of a few
 // hundred at once: under a refill of 10 a second and a burst of 600.
 const (
-	DefaultRate  = 10  // failed logins a second, refilled per key
-	DefaultBurst = 600 // failed logins in a row before a key is limited
+	DefaultRate  = 10   // failed logins a second, refilled per key
+	DefaultBurst = 600  // failed logins in a row before a key is limited
 	DefaultSize  = 2048 // keys of each kind; about 300 bytes each
 )
 
