@@ -46,8 +46,9 @@ type Options struct {
 	// Limiter limits failed logins per client address and username; nil:
 	// no limit.
 	Limiter *loginlimit.Limiter
-	// ClientIPHeader names the platform's header whose last entry is the
-	// client's address (X-Forwarded-For); empty: the peer's address.
+	// ClientIPHeader names the platform's header that holds the client's
+	// address (X-Forwarded-For, read by loginlimit.ClientAddress); empty:
+	// the peer's address.
 	ClientIPHeader string
 	// Logger receives one line per login, never a secret.
 	Logger *slog.Logger

@@ -80,10 +80,11 @@ type Config struct {
 	// LoginBurst is how many failed logins in a row a client address or a
 	// username may have before logins that need a review answer 429.
 	LoginBurst Count `envconfig:"LOGIN_BURST" default:"600"`
-	// ClientIPHeader names the header the platform sets to the client's
-	// address (X-Forwarded-For); its last entry is taken. Empty: the peer's
-	// address. Set it only where the platform's proxy sets or appends to
-	// that header, or clients choose their own address.
+	// ClientIPHeader names the header the platform sets or appends the
+	// client's address to (X-Forwarded-For); its rightmost public entry is
+	// taken (see loginlimit.ClientAddress). Empty: the peer's address. Set
+	// it only where the platform's proxies write that header, or clients
+	// choose their own address.
 	ClientIPHeader string `envconfig:"CLIENT_IP_HEADER"`
 
 	// Logger receives the instance's logs; nil means slog.Default().

@@ -128,10 +128,17 @@ func TestClientAddress(t *testing.T) {
 		{"192.0.2.1:1234", "", []string{"203.0.113.9"}, "192.0.2.1"},                             // header not trusted
 		{"192.0.2.1:1234", "X-Forwarded-For", nil, "192.0.2.1"},                                  // none sent
 		{"192.0.2.1:1234", "X-Forwarded-For", []string{"203.0.113.9"}, "203.0.113.9"},            // Cloud Run
-		{"192.0.2.1:1234", "X-Forwarded-For", []string{"6.6.6.6, 203.0.113.9"}, "203.0.113.9"},   // appended
+		{"192.0.2.1:1234", "X-Forwarded-For", []string{"6.6.6.6, 203.0.113.9"}, "203.0.113.9"},   // a claim, then the ingress's entry
 		{"192.0.2.1:1234", "X-Forwarded-For", []string{"6.6.6.6", "203.0.113.9"}, "203.0.113.9"}, // two lines
-		{"192.0.2.1:1234", "X-Forwarded-For", []string{"203.0.113.9, junk"}, "192.0.2.1"},        // not an IP
+		// Knative: the ingress appends the client, activator and
+		// queue-proxy append pod addresses and loopback.
+		{"127.0.0.1:1234", "X-Forwarded-For", []string{"6.6.6.6, 203.0.113.9, 10.8.0.12, 127.0.0.1"}, "203.0.113.9"},
+		{"127.0.0.1:1234", "X-Forwarded-For", []string{"203.0.113.9, 10.8.0.12", "127.0.0.1"}, "203.0.113.9"},
+		{"192.0.2.1:1234", "X-Forwarded-For", []string{"203.0.113.9, junk"}, "192.0.2.1"},   // not an IP: the peer
+		{"192.0.2.1:1234", "X-Forwarded-For", []string{"junk, 10.0.0.1"}, "192.0.2.1"},      // never left of a bad entry
+		{"192.0.2.1:1234", "X-Forwarded-For", []string{"10.0.0.1, 127.0.0.1"}, "192.0.2.1"}, // no public entry
 		{"192.0.2.1:1234", "X-Forwarded-For", []string{"2001:db8:1:2:3:4:5:6"}, "2001:db8:1:2::/64"},
+		{"192.0.2.1:1234", "X-Forwarded-For", []string{"[2001:db8::7]:443, fe80::1"}, "2001:db8::/64"},
 		{"[2001:db8::1]:443", "", nil, "2001:db8::/64"},
 		{"[::ffff:192.0.2.7]:443", "", nil, "192.0.2.7"},
 	} {
@@ -144,34 +151,4 @@ func TestClientAddress(t *testing.T) {
 			t.Errorf("ClientAddress(%s, %q, %q) = %q, want %q", c.remote, c.header, c.xff, got, c.want)
 		}
 	}
-}
-
-// Logins in flight count against the bucket: with one token left, one
-// login is let through at a time, not every login that arrives while its
-// review runs; a success gives its place back, a failure takes the token.
-func TestBeginCountsLoginsInFlight(t *testing.T) {
-	l := newLimiter(t, Options{Rate: 1, Burst: 2})
-	p1, _, ok1 := l.Begin(t0, "a", "u1")
-	p2, _, ok2 := l.Begin(t0, "a", "u2")
-	if !ok1 || !ok2 {
-		t.Fatal("two logins within a burst of 2 not let through")
-	}
-	if _, retry, ok := l.Begin(t0, "a", "u3"); ok || retry != time.Second {
-		t.Fatalf("third login in flight: ok=%v retry=%v, want refused for 1s", ok, retry)
-	}
-	// The first succeeds: no token taken, its place is free again.
-	if got := l.End(t0, p1, false); got != nil {
-		t.Errorf("a success reported %v", got)
-	}
-	p3, _, ok := l.Begin(t0, "a", "u3")
-	if !ok {
-		t.Fatal("after a success, a login was refused")
-	}
-	// Both others fail: the two tokens are gone.
-	l.End(t0, p2, true)
-	if got := l.End(t0, p3, true); len(got) != 1 || got[0] != (Key{Address, "a"}) {
-		t.Errorf("the failure that emptied the address reported %v", got)
-	}
-	limited(t, l, t0, "a", "fresh")
-	notLimited(t, l, t0.Add(time.Second), "a", "fresh")
 }

@@ -93,7 +93,7 @@ func TestFlood(t *testing.T) {
 	// whatever the flood does; this measures the flood.
 	firstToken := make([]string, floodUsers)
 	pull := func(i int) error {
-		tok, code, err := floodLogin(client, w.proxy.URL, fmt.Sprintf("10.1.0.%d", i+1), fmt.Sprintf("user%02d", i), userTokens[i])
+		tok, code, err := floodLogin(client, w.proxy.URL, fmt.Sprintf("192.0.2.%d", i+1), fmt.Sprintf("user%02d", i), userTokens[i])
 		if err != nil || code != 200 {
 			return fmt.Errorf("user%02d login: %d %v", i, code, err)
 		}
@@ -313,11 +313,13 @@ func TestFlood(t *testing.T) {
 }
 
 // floodLogin is a docker-style GET /v2/auth from the client address addr,
-// as the platform's proxy would forward it.
+// as Knative would forward it: after what the client claimed (the same
+// made-up address for every client), the address its ingress saw, then
+// the pod address and loopback that activator and queue-proxy append.
 func floodLogin(c *http.Client, base, addr, user, pass string) (string, int, error) {
 	req, _ := http.NewRequest(http.MethodGet, base+"/v2/auth?scope=repository:"+repo+":pull", nil)
 	req.SetBasicAuth(user, pass)
-	req.Header.Set("X-Forwarded-For", addr)
+	req.Header.Set("X-Forwarded-For", "203.0.113.250, "+addr+", 10.8.0.12, 127.0.0.1")
 	resp, err := c.Do(req)
 	if err != nil {
 		return "", 0, err
