@@ -383,6 +383,10 @@ func TestAccessLineNamesOnlyAuthenticatedUsers(t *testing.T) {
 	if f.lines("WARN", "login failed") != 2 {
 		t.Errorf("failed logins not logged at WARN:\n%s", f.logs)
 	}
+	// The TokenReview's status.error says why the token was refused.
+	if f.lines("WARN", "token lookup failed") != 1 {
+		t.Errorf("the TokenReview's status.error is not in the failed login's line:\n%s", f.logs)
+	}
 }
 
 // Logins whose reviews are in flight count against the limit: ten bogus
