@@ -11,7 +11,8 @@ import (
 	"strings"
 )
 
-// Errors of a login. The auth handler answers 401, 403, 503 and 503 for them.
+// Errors of a login. The auth handler answers 401, 403, 503 (at once, with
+// Retry-After) and 503 for them.
 var (
 	// ErrBadCredentials: unknown user, wrong password, invalid token.
 	ErrBadCredentials = errors.New("wrong credentials")
