@@ -143,7 +143,7 @@ func TestPullByImageStream(t *testing.T) {
 
 	_, err := e.pull("dana", danaToken, "ocp-private/secret", "latest")
 	if err == nil || !strings.Contains(err.Error(), "DENIED") || !strings.Contains(err.Error(), "ocp-private/secret") ||
-		!strings.Contains(err.Error(), "imagestreams/layers secret in namespace ocp-private") {
+		!strings.Contains(err.Error(), "imagestreams/layers secret (group image.openshift.io) in namespace ocp-private") {
 		t.Errorf("pull ocp-private/secret: %v; want 403 DENIED naming it and the permission", err)
 	}
 	resp, _, body := e.login("dana", danaToken, url.Values{"scope": {"repository:ocp-private/secret:pull"}})

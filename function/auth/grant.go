@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/qci-appci/qci-appci/function/login"
@@ -37,7 +35,7 @@ func (h *Handler) grant(ctx context.Context, log *slog.Logger, req request, sub 
 	case d.Err != nil:
 		return nil, d.Err
 	default:
-		return nil, &deniedError{msg: h.opts.Policy.DeniedMessage(d)}
+		return nil, &deniedError{msg: h.opts.Policy.DeniedMessage(sub.Name, d)}
 	}
 }
 
@@ -47,12 +45,3 @@ type deniedError struct{ msg string }
 
 func (e *deniedError) Error() string        { return e.msg }
 func (e *deniedError) Is(target error) bool { return target == login.ErrDenied }
-
-// deniedMessage is the 403 message for err.
-func deniedMessage(err error) string {
-	var d *deniedError
-	if errors.As(err, &d) {
-		return d.msg
-	}
-	return fmt.Sprintf("authenticated, but not allowed to pull: %v", err)
-}

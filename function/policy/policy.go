@@ -166,23 +166,24 @@ type Decision struct {
 // Refused reports whether something was asked and nothing granted.
 func (d Decision) Refused() bool { return len(d.Asked) > 0 && len(d.Granted) == 0 }
 
-// DeniedMessage is the 403 message for a decision whose every scope was
-// denied: it names the repositories and the permission each needs.
-func (p *Policy) DeniedMessage(d Decision) string {
+// DeniedMessage is the 403 message for user's decision whose every scope
+// was denied: it names the user, the repositories, and the permission
+// each needs.
+func (p *Policy) DeniedMessage(user string, d Decision) string {
 	needs := make([]string, 0, len(d.Denied))
 	for _, repo := range d.Denied {
 		if repo == p.opts.Upstream {
 			if !p.opts.Flat {
 				needs = append(needs, repo+" (not open to cluster users here: pull <namespace>/<image stream> instead)")
 			} else {
-				needs = append(needs, repo+" (needs get on imagestreams/layers in namespace "+p.opts.FlatNamespace+")")
+				needs = append(needs, repo+" (needs "+login.PullPermission(p.opts.FlatNamespace)+")")
 			}
 			continue
 		}
 		s, _ := registry.ParseImageStream(repo)
-		needs = append(needs, repo+" (needs get on imagestreams/layers "+s.Name+" in namespace "+s.Namespace+")")
+		needs = append(needs, repo+" (needs "+login.ImageStreamPullPermission(s.Namespace, s.Name)+")")
 	}
-	return "authenticated, but not allowed to pull " + strings.Join(needs, ", ")
+	return fmt.Sprintf("authenticated as %q, but not allowed to pull %s", user, strings.Join(needs, ", "))
 }
 
 // need is how one repository is decided.

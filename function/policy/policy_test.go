@@ -204,7 +204,7 @@ func TestFlatRepositoryOff(t *testing.T) {
 	if len(d.Granted) != 0 || !slices.Equal(d.Denied, []string{"openshift/ci"}) || !d.Refused() || rv.total() != 0 {
 		t.Errorf("flat off: granted %q denied %q, %d reviews", repos(d.Granted), d.Denied, rv.total())
 	}
-	if msg := p.DeniedMessage(d); !strings.Contains(msg, "openshift/ci") || !strings.Contains(msg, "<namespace>/<image stream>") {
+	if msg := p.DeniedMessage("alice", d); !strings.Contains(msg, "openshift/ci") || !strings.Contains(msg, "<namespace>/<image stream>") {
 		t.Errorf("message %q", msg)
 	}
 	if got := repos(p.Robot(pulls("openshift/ci"))); !slices.Equal(got, []string{"openshift/ci"}) {
@@ -218,9 +218,9 @@ func TestDeniedMessageNamesRepositoriesAndPermission(t *testing.T) {
 	if !d.Refused() {
 		t.Fatalf("not refused: %+v", d)
 	}
-	want := "authenticated, but not allowed to pull ocp-private/secret (needs get on imagestreams/layers secret in namespace ocp-private), " +
-		"openshift/ci (needs get on imagestreams/layers in namespace ocp)"
-	if got := p.DeniedMessage(d); got != want {
+	want := `authenticated as "alice", but not allowed to pull ocp-private/secret (needs get imagestreams/layers secret (group image.openshift.io) in namespace ocp-private), ` +
+		"openshift/ci (needs get imagestreams/layers (group image.openshift.io) in namespace ocp)"
+	if got := p.DeniedMessage("alice", d); got != want {
 		t.Errorf("message\n%q\nwant\n%q", got, want)
 	}
 }
