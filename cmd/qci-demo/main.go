@@ -81,7 +81,8 @@ func run(log *slog.Logger) error {
 	defer cluster.Close()
 	cluster.AddToken(allowedToken, clustertest.User{Name: "alice", UID: "demo-uid-alice", Groups: []string{"system:authenticated"}})
 	cluster.AddToken(deniedToken, clustertest.User{Name: "mallory", UID: "demo-uid-mallory", Groups: []string{"system:authenticated"}})
-	cluster.Allow("alice")
+	cluster.Allow("alice")                        // every image stream of ocp, so openshift/ci too
+	cluster.AllowOn("alice", "ci", "ci-operator") // and the image stream ci/ci-operator
 	dir, err := os.MkdirTemp("", "qci-demo-")
 	if err != nil {
 		return err
@@ -134,10 +135,13 @@ Paste into another terminal (plain HTTP, hence --tls-verify=false):
   skopeo inspect --tls-verify=false docker://%[2]s
   skopeo copy --src-tls-verify=false docker://%[2]s dir:/tmp/qci-demo-image
 
-  # a cluster token that may pull (any user name), and one that may not (403)
+  # a cluster token that may pull (any user name), by image stream and flat
   podman login --tls-verify=false -u alice -p %[6]s %[1]s
+  podman pull --tls-verify=false %[1]s/ci/ci-operator:latest
   podman pull --tls-verify=false %[2]s
+  # one that may not: the login succeeds (it names no image), the pull is 403
   podman login --tls-verify=false -u mallory -p %[7]s %[1]s
+  podman pull --tls-verify=false %[1]s/ci/ci-operator:latest
 
   # go-containerregistry
   crane auth login %[1]s -u '%[4]s' -p '%[5]s' --insecure && crane manifest --insecure %[2]s
@@ -145,6 +149,7 @@ Paste into another terminal (plain HTTP, hence --tls-verify=false):
   # by hand
   curl -si http://%[1]s/v2/
   curl -s -u '%[4]s:%[5]s' 'http://%[1]s/v2/auth?scope=repository:%[8]s:pull'
+  curl -s -u 'mallory:%[7]s' 'http://%[1]s/v2/auth?scope=repository:ci/ci-operator:pull'   # 403 naming the permission
 
 Ctrl-C stops it.
 
