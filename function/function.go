@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/qci-appci/qci-appci/function/auth"
+	"github.com/qci-appci/qci-appci/function/clusterconfig"
+	"github.com/qci-appci/qci-appci/function/clusterroute"
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/login"
 	"github.com/qci-appci/qci-appci/function/proxy"
@@ -55,7 +57,16 @@ func New(cfg config.Config) (http.Handler, error) {
 		Logger:     log,
 	})
 	var cluster auth.ClusterLogin
-	if login.ClusterConfigured(cfg.Kubeconfig) {
+	if cfg.ClustersFile != "" {
+		clusters, err := clusterconfig.Load(cfg.ClustersFile)
+		if err != nil {
+			return nil, fmt.Errorf("function: %s: %w", cfg.ClustersFile, err)
+		}
+		cluster = clusterroute.New(clusters, clusterroute.Options{
+			CacheTTL: min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
+			Logger:   log,
+		})
+	} else if login.ClusterConfigured(cfg.Kubeconfig) {
 		cluster = login.NewCluster(login.ClusterOptions{
 			Kubeconfig: cfg.Kubeconfig,
 			Namespace:  cfg.AuthzNamespace,

@@ -212,7 +212,7 @@ func (h *Handler) authenticate(ctx context.Context, req request, host string) (t
 		return token.Subject{Name: req.username}, "cluster", errClusterOff
 	}
 	id, err := h.opts.Cluster.Login(ctx, req.password)
-	sub := token.Subject{Name: id.Name, Login: token.LoginCluster, UID: id.UID, Groups: id.Groups, Extra: id.Extra}
+	sub := token.Subject{Name: id.Name, Login: token.LoginCluster, UID: id.UID, Groups: id.Groups, Extra: id.Extra, Cluster: id.Cluster}
 	return sub, "cluster", err
 }
 
@@ -234,7 +234,7 @@ func (h *Handler) refresh(ctx context.Context, raw, host string) (token.Subject,
 		if h.opts.Cluster == nil {
 			return sub, "refresh", errClusterOff
 		}
-		err := h.opts.Cluster.Authorize(ctx, login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra})
+		err := h.opts.Cluster.Authorize(ctx, login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra, Cluster: sub.Cluster})
 		return sub, "refresh", err
 	default:
 		return sub, "refresh", login.ErrBadCredentials

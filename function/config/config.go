@@ -17,6 +17,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/qci-appci/qci-appci/function/clusterconfig"
 	"github.com/qci-appci/qci-appci/function/registry"
 )
 
@@ -78,6 +79,10 @@ type Config struct {
 	TokenAudiences []string `envconfig:"TOKEN_AUDIENCES"`
 	// ReviewCacheTTL is the longest an allowed cluster review is reused.
 	ReviewCacheTTL Duration `envconfig:"REVIEW_CACHE_TTL" default:"5m"`
+	// ClustersFile names a YAML file listing the clusters whose tokens log
+	// in (see package clusterconfig); it replaces Kubeconfig,
+	// AuthzNamespace and TokenAudiences, which are then not to be set.
+	ClustersFile string `envconfig:"CLUSTERS_FILE"`
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
@@ -368,10 +373,43 @@ func (c *Config) validate(problems []string) error {
 			bad("%s_TOKEN_AUDIENCES holds an empty audience", Prefix)
 		}
 	}
+	if c.ClustersFile != "" {
+		problems = append(problems, c.clustersFileProblems()...)
+	}
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
 	}
 	return nil
+}
+
+// clustersFileProblems checks QCI_CLUSTERS_FILE: not together with the
+// single-cluster variables, and a file that loads and validates.
+func (c *Config) clustersFileProblems() []string {
+	var problems []string
+	var single []string
+	if c.Kubeconfig != "" {
+		single = append(single, Prefix+"_KUBECONFIG")
+	}
+	if c.AuthzNamespace != Defaults().AuthzNamespace {
+		single = append(single, Prefix+"_AUTHZ_NAMESPACE")
+	}
+	if len(c.TokenAudiences) > 0 {
+		single = append(single, Prefix+"_TOKEN_AUDIENCES")
+	}
+	if len(single) > 0 {
+		problems = append(problems, fmt.Sprintf("%s_CLUSTERS_FILE and %s are both set: the clusters file names each cluster's kubeconfig, namespace and audiences; set one",
+			Prefix, strings.Join(single, ", ")))
+	}
+	if _, err := clusterconfig.Load(c.ClustersFile); err != nil {
+		var ce *clusterconfig.Error
+		if !errors.As(err, &ce) {
+			return append(problems, fmt.Sprintf("%s_CLUSTERS_FILE %s: %v", Prefix, c.ClustersFile, err))
+		}
+		for _, p := range ce.Problems {
+			problems = append(problems, fmt.Sprintf("%s_CLUSTERS_FILE %s: %s", Prefix, c.ClustersFile, p))
+		}
+	}
+	return problems
 }
 
 // Error lists every problem found in a configuration.
@@ -440,6 +478,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("authz_namespace", c.AuthzNamespace),
 		slog.Any("token_audiences", c.TokenAudiences),
 		slog.String("review_cache_ttl", c.ReviewCacheTTL.String()),
+		slog.String("clusters_file", c.ClustersFile),
 	)
 }
 

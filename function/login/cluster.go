@@ -55,6 +55,10 @@ type ClusterOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Authorize, when set, decides who may pull instead of the
+	// SubjectAccessReview (a cluster whose pulling service accounts are
+	// listed in QCI_CLUSTERS_FILE): nil, or ErrDenied.
+	Authorize func(ctx context.Context, id Identity) error
 }
 
 // Cluster logs users in with cluster tokens. Its clients are built on first
@@ -303,6 +307,9 @@ func (c *Cluster) review(ctx context.Context, token string) (Identity, error) {
 }
 
 func (c *Cluster) authorize(ctx context.Context, cl *clusterClients, id Identity) error {
+	if c.opts.Authorize != nil {
+		return c.opts.Authorize(ctx, id)
+	}
 	spec := authorizationv1.SubjectAccessReviewSpec{
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
 			Namespace:   c.opts.Namespace,

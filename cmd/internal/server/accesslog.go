@@ -61,7 +61,7 @@ func (a *AccessLog) Handler(next http.Handler) http.Handler {
 			a.add(&accessEntry{
 				time: start, method: r.Method, path: r.URL.EscapedPath(), status: status, size: rec.bytes,
 				latency: time.Since(start), remoteIP: remoteIP(r.RemoteAddr), userAgent: r.UserAgent(),
-				protocol: r.Proto, user: info.User, upstreamStatus: info.UpstreamStatus,
+				protocol: r.Proto, user: info.User, cluster: info.Cluster, upstreamStatus: info.UpstreamStatus,
 			})
 		}()
 		next.ServeHTTP(rec, r.WithContext(ctx))
