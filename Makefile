@@ -13,15 +13,31 @@ export PORT
 KO_VERSION  := v0.19.1
 KO          ?= $(CURDIR)/.cache/bin/ko
 IMAGE_TAR   ?= $(BIN)/qci-appci-image.tar
+# The name the image carries in $(IMAGE_TAR) (podman load shows it). Not
+# ko.local/…: ko hands those to a Docker daemon.
+IMAGE_REPO  ?= localhost/qci-appci
+# A base image saved as a tarball (docker save, crane pull, skopeo copy …
+# docker-archive:FILE): make image then builds offline, the base served to
+# ko by a registry on loopback (test/deploy/localbase).
+BASE_IMAGE_TAR ?=
 GCF_SOURCE  ?= .cache/gcf-source
+# Variables make help shows expanded in the targets' descriptions.
+HELP_VARS   := PORT KO_VERSION IMAGE_TAR IMAGE_REPO GCF_SOURCE
 
 .PHONY: help run build test unit lint e2e bench bench-smoke fuzz fuzz-smoke kube-apiserver image ko gcf-source
 
 help: ## list the targets
-	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z0-9-]*:.*## /{printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -v vars='$(foreach v,$(HELP_VARS),$(v)=$($(v)))' \
+	  'BEGIN { FS = ":.*## "; n = split(vars, kv, " "); for (i = 1; i <= n; i++) { eq = index(kv[i], "="); val[substr(kv[i], 1, eq - 1)] = substr(kv[i], eq + 1) } } \
+	  /^[a-z][a-z0-9-]*:.*## / { name[++m] = $$1; text[m] = $$2; if (length($$1) > w) w = length($$1) } \
+	  END { for (i = 1; i <= m; i++) { s = text[i]; for (k in val) gsub("\\$$\\(" k "\\)", val[k], s); printf("  make %-" w "s  %s\n", name[i], s) } }' $(MAKEFILE_LIST)
 
+# The demo is built, then run as the recipe's only process: Ctrl-C reaches
+# it directly and it exits 0 after its drain (go run would exit 1 on the
+# interrupt, and make would report an error).
 run: ## the demo: the function in front of an in-process registry on :$(PORT), with commands to paste
-	$(GO) run ./cmd/qci-demo
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/qci-demo ./cmd/qci-demo
+	$(BIN)/qci-demo
 
 build: ## build bin/qci-appci and bin/qci-credential-provider (static, trimmed) and bin/qci-demo
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/qci-appci ./cmd/qci-appci
@@ -51,22 +67,31 @@ bench-smoke: ## the quick benchmark as a check that it runs and fetches the upst
 ko: ## install ko $(KO_VERSION) into .cache/bin with go install
 	@test -x $(KO) || GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/google/ko@$(KO_VERSION)
 
-image: ## build the container image with ko into $(IMAGE_TAR), no push (KO_DEFAULTBASEIMAGE overrides the base)
+image: ## build the image with ko into $(IMAGE_TAR) as $(IMAGE_REPO), no push, no Docker; BASE_IMAGE_TAR=FILE builds offline
+	@case '$(IMAGE_REPO)' in ko.local*|kind.local*) echo "IMAGE_REPO=$(IMAGE_REPO): ko would load it into a Docker daemon; name another repository" >&2; exit 1;; esac
 	@test -x $(KO) || $(MAKE) -s ko
 	mkdir -p $(dir $(IMAGE_TAR))
-	KO_DOCKER_REPO=$${KO_DOCKER_REPO:-ko.local/qci-appci} VERSION=$(VERSION) $(KO) build --push=false --bare --tarball=$(IMAGE_TAR) ./cmd/qci-appci
+	$(if $(BASE_IMAGE_TAR),$(GO) run ./test/deploy/localbase -tar '$(BASE_IMAGE_TAR)' --) \
+	  env KO_DOCKER_REPO='$(IMAGE_REPO)' VERSION='$(VERSION)' $(KO) build --push=false --bare --tarball='$(IMAGE_TAR)' ./cmd/qci-appci
 
-gcf-source: ## the source tree for gcloud functions deploy into $(GCF_SOURCE): the function packages under a root package
+gcf-source: ## the source tree for gcloud functions deploy into $(GCF_SOURCE): the function packages under a root package that registers QCIAppCI
 	rm -rf $(GCF_SOURCE)
 	mkdir -p $(GCF_SOURCE)
-	git ls-files go.mod go.sum 'function/*.go' | grep -v '_test\.go$$' | xargs cp --parents -t $(GCF_SOURCE)
+	git ls-files --cached --others --exclude-standard go.mod go.sum 'function/*.go' | grep -v '_test\.go$$' | xargs cp --parents -t $(GCF_SOURCE)
 	printf '%s\n' \
 	  '// Package qciappci is the root package that the Cloud Functions Go' \
-	  '// buildpack builds: it looks for the Functions Framework import here,' \
-	  '// and importing the function package registers QCIAppCI.' \
+	  '// buildpack builds: it imports the Functions Framework (the buildpack' \
+	  '// looks for that import here) and registers the function with it as' \
+	  '// QCIAppCI, built lazily from the environment on its first request.' \
+	  '// Only this generated package registers: the container binary does' \
+	  '// not link the framework.' \
 	  'package qciappci' '' 'import (' \
-	  '	_ "github.com/GoogleCloudPlatform/functions-framework-go/functions"' \
-	  '	_ "github.com/qci-appci/qci-appci/function"' ')' > $(GCF_SOURCE)/qciappci.go
+	  '	"github.com/GoogleCloudPlatform/functions-framework-go/functions"' '' \
+	  '	"github.com/qci-appci/qci-appci/function"' ')' '' \
+	  'func init() {' \
+	  '	functions.HTTP(function.EntryPoint, function.NewFromEnv().ServeHTTP)' \
+	  '}' > $(GCF_SOURCE)/qciappci.go
+	gofmt -l $(GCF_SOURCE)/qciappci.go | (! grep .)
 	@echo "gcf-source: $(GCF_SOURCE) is ready for gcloud functions deploy --source $(GCF_SOURCE)"
 
 kube-apiserver: ## build (once) the kube-apiserver the cluster tests run, into .cache/bin
@@ -89,6 +114,9 @@ FUZZERS := \
 	./function/auth:FuzzParsePost \
 	./function/token:FuzzVerifyClaims \
 	./function/token:FuzzVerifyRaw \
+	./function/proxy:FuzzForwardHeaders \
+	./function/proxy:FuzzForwardQuery \
+	./function/proxy:FuzzRewriteLinks \
 	./cmd/internal/server:FuzzAppendJSONString \
 
 FUZZTIME      ?= 10s

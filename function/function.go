@@ -2,8 +2,9 @@
 // with the upstream robot's credentials or a cluster token, issues its own
 // short-lived JWTs, and streams reads of one upstream repository to holders
 // of those tokens. New wires the auth handler and the streaming proxy
-// handler onto their routes; init registers the function with the Functions
-// Framework as "QCIAppCI".
+// handler onto their routes; NewFromEnv builds it lazily from the
+// environment for the Functions Framework, where the Cloud Functions source
+// that make gcf-source stages registers it as "QCIAppCI".
 package function
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/qci-appci/qci-appci/function/clusterroute"
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/manifestcache"
 	"github.com/qci-appci/qci-appci/function/proxy"
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
@@ -27,9 +29,13 @@ import (
 
 // New validates cfg and returns the function's handler. It contacts
 // nothing: the upstream token and the cluster clients come on first use.
+// The secrets in cfg.SecretFiles are re-read when their files change.
 func New(cfg config.Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if len(cfg.SecretFiles) > 0 && cfg.SecretReloadInterval.Duration > 0 { // secrets given as files: re-read when they change
+		return newReloading(cfg)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -54,7 +60,9 @@ func New(cfg config.Config) (http.Handler, error) {
 		Username:   string(cfg.RobotUsername),
 		Password:   string(cfg.RobotPassword),
 		Transport:  base,
+		TokenHosts: cfg.UpstreamTokenHosts,
 		Logger:     log,
+		Metrics:    cfg.Metrics,
 	})
 	var cluster auth.ClusterLogin
 	if cfg.ClustersFile != "" {
@@ -65,6 +73,7 @@ func New(cfg config.Config) (http.Handler, error) {
 		cluster = clusterroute.New(clusters, clusterroute.Options{
 			CacheTTL: min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
 			Logger:   log,
+			Metrics:  cfg.Metrics,
 		})
 	} else if login.ClusterConfigured(cfg.Kubeconfig) {
 		cluster = login.NewCluster(login.ClusterOptions{
@@ -73,6 +82,7 @@ func New(cfg config.Config) (http.Handler, error) {
 			Audiences:  cfg.TokenAudiences,
 			CacheTTL:   min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
 			Logger:     log,
+			Metrics:    cfg.Metrics,
 		})
 	} else {
 		log.Info("cluster login is off: no QCI_KUBECONFIG and not running in a cluster; only the robot can log in")
@@ -84,26 +94,34 @@ func New(cfg config.Config) (http.Handler, error) {
 		Issuer:     &token.Issuer{Keys: keys, AccessTTL: cfg.TokenTTL.Duration, RefreshTTL: cfg.RefreshTTL.Duration},
 		Public:     public,
 		Logger:     log,
+		Metrics:    cfg.Metrics,
 	})
 	proxyHandler := proxy.New(proxy.Options{
 		Repository: cfg.UpstreamRepository,
 		Upstream:   upstreamURL,
 		Keys:       keys,
 		Public:     public,
-		Transport:  upstream.NewAuthTransport(upstream.NewSpliceTransport(base), source),
+		Transport:  upstream.NewAuthTransport(upstream.NewMetricsTransport(base, cfg.Metrics), source),
+		Manifests:  manifestcache.New(cfg.ManifestCacheBytes.N),
 		Logger:     log,
 	})
-	return &router{auth: authHandler, proxy: proxyHandler}, nil
+	return &router{auth: authHandler, proxy: proxyHandler, prefetch: source.Prefetch}, nil
 }
 
 // router dispatches on the raw path. It is not an http.ServeMux on purpose:
 // ServeMux cleans paths and redirects, and the proxy must see the raw path.
 type router struct {
 	auth, proxy http.Handler
+	// prefetch starts the upstream token fetch in the background: a client
+	// at /v2/ or /v2/auth is about to pull.
+	prefetch func()
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
+	if isPullStart(p, r.Method) {
+		rt.prefetch()
+	}
 	switch {
 	case p == "/v2/auth":
 		rt.auth.ServeHTTP(w, r)
@@ -114,6 +132,18 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		registry.WriteError(w, http.StatusNotFound, registry.CodeUnsupported, "not found: this is a registry; use /v2/")
 	}
+}
+
+// isPullStart reports whether a request is how a pull begins: the probe
+// GET or HEAD /v2/, or a login at /v2/auth.
+func isPullStart(path, method string) bool {
+	switch path {
+	case "/v2/", "/v2":
+		return method == http.MethodGet || method == http.MethodHead
+	case "/v2/auth":
+		return method == http.MethodGet || method == http.MethodPost
+	}
+	return false
 }
 
 func health(w http.ResponseWriter, r *http.Request) {

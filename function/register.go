@@ -4,18 +4,16 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
-
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/registry"
 )
 
-// EntryPoint is the name the function is registered under.
+// EntryPoint is the name the Cloud Functions source registers the function
+// under with the Functions Framework: the root package that make
+// gcf-source writes calls functions.HTTP(EntryPoint, NewFromEnv().ServeHTTP).
+// This package does not import the framework, so that the container binary
+// neither links it (nor the CloudEvents SDK) nor runs its init.
 const EntryPoint = "QCIAppCI"
-
-func init() {
-	functions.HTTP(EntryPoint, NewFromEnv().ServeHTTP)
-}
 
 // FromEnv is a handler built from the environment on its first request, so
 // that registering it costs nothing. When the environment is invalid every

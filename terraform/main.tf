@@ -6,7 +6,41 @@ locals {
       signing_key    = var.signing_key_secret
     },
     var.kubeconfig_secret == "" ? {} : { kubeconfig = var.kubeconfig_secret },
+    var.prometheus_sidecar ? { prometheus_config = google_secret_manager_secret.prometheus_config[0].secret_id } : {},
   )
+}
+
+# The Managed Service for Prometheus sidecar's scrape configuration (a
+# RunMonitoring, read from /etc/rungmp/config.yaml): qci-appci's metrics
+# port, which is not the serving port its default config scrapes.
+resource "google_secret_manager_secret" "prometheus_config" {
+  count     = var.prometheus_sidecar ? 1 : 0
+  secret_id = "${var.service_name}-prometheus-config"
+  replication {
+    auto {}
+  }
+}
+
+resource "google_secret_manager_secret_version" "prometheus_config" {
+  count  = var.prometheus_sidecar ? 1 : 0
+  secret = google_secret_manager_secret.prometheus_config[0].id
+  secret_data = yamlencode({
+    apiVersion = "monitoring.googleapis.com/v1beta"
+    kind       = "RunMonitoring"
+    metadata   = { name = var.service_name }
+    spec = {
+      endpoints = [{ port = var.metrics_port, path = "/metrics", interval = "30s" }]
+    }
+  })
+}
+
+# The sidecar writes to Managed Service for Prometheus as the service's
+# own identity.
+resource "google_project_iam_member" "metric_writer" {
+  count   = var.prometheus_sidecar ? 1 : 0
+  project = var.project
+  role    = "roles/monitoring.metricWriter"
+  member  = "serviceAccount:${google_service_account.qci_appci.email}"
 }
 
 resource "google_service_account" "qci_appci" {
@@ -25,6 +59,9 @@ resource "google_cloud_run_v2_service" "qci_appci" {
   name     = var.service_name
   location = var.region
   ingress  = "INGRESS_TRAFFIC_ALL"
+  # Every pull goes through this service: terraform destroy (or a change
+  # that replaces it) fails until this is set false and applied.
+  deletion_protection = var.deletion_protection
 
   template {
     service_account                  = google_service_account.qci_appci.email
@@ -80,7 +117,22 @@ resource "google_cloud_run_v2_service" "qci_appci" {
       }
     }
 
+    dynamic "volumes" {
+      for_each = var.prometheus_sidecar ? [google_secret_manager_secret.prometheus_config[0].secret_id] : []
+      content {
+        name = "prometheus-config"
+        secret {
+          secret = volumes.value
+          items {
+            version = "latest"
+            path    = "config.yaml"
+          }
+        }
+      }
+    }
+
     containers {
+      name  = "qci-appci"
       image = var.image
 
       ports {
@@ -140,6 +192,10 @@ resource "google_cloud_run_v2_service" "qci_appci" {
         name  = "QCI_REVIEW_CACHE_TTL"
         value = var.review_cache_ttl
       }
+      env {
+        name  = "QCI_METRICS_PORT"
+        value = var.prometheus_sidecar ? tostring(var.metrics_port) : "0"
+      }
       dynamic "env" {
         for_each = var.kubeconfig_secret == "" ? [] : ["/secrets/kubeconfig/kubeconfig"]
         content {
@@ -179,9 +235,36 @@ resource "google_cloud_run_v2_service" "qci_appci" {
         }
       }
     }
+
+    # Managed Service for Prometheus: Google's collector as a sidecar scrapes
+    # QCI_METRICS_PORT and writes to Cloud Monitoring. It scrapes 10 s after
+    # start and at shutdown; with cpu_idle (CPU only during requests) some
+    # scrapes between requests may fail.
+    dynamic "containers" {
+      for_each = var.prometheus_sidecar ? [var.prometheus_sidecar_image] : []
+      content {
+        name       = "prometheus-collector"
+        image      = containers.value
+        depends_on = ["qci-appci"]
+        resources {
+          limits = {
+            cpu    = "1"
+            memory = "256Mi"
+          }
+          cpu_idle = true
+        }
+        volume_mounts {
+          name       = "prometheus-config"
+          mount_path = "/etc/rungmp"
+        }
+      }
+    }
   }
 
-  depends_on = [google_secret_manager_secret_iam_member.access]
+  depends_on = [
+    google_secret_manager_secret_iam_member.access,
+    google_secret_manager_secret_version.prometheus_config,
+  ]
 }
 
 # Authentication is the function's own (/v2/auth); Cloud Run lets everyone in.

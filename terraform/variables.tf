@@ -127,3 +127,31 @@ variable "custom_domain" {
   type        = string
   default     = ""
 }
+
+variable "deletion_protection" {
+  description = "Refuse to delete (or replace) the Cloud Run service: every pull goes through it. Set false and apply before terraform destroy."
+  type        = bool
+  default     = true
+}
+
+variable "metrics_port" {
+  description = "Port of the Prometheus metrics (QCI_METRICS_PORT), scraped by the sidecar."
+  type        = number
+  default     = 9090
+  validation {
+    condition     = var.metrics_port >= 1 && var.metrics_port <= 65535 && var.metrics_port != 8080
+    error_message = "metrics_port must be a port other than the serving port 8080."
+  }
+}
+
+variable "prometheus_sidecar" {
+  description = "Run Google's Managed Service for Prometheus sidecar, which scrapes the metrics into Cloud Monitoring; false: metrics off (QCI_METRICS_PORT=0)."
+  type        = bool
+  default     = false
+}
+
+variable "prometheus_sidecar_image" {
+  description = "Image of the Managed Service for Prometheus sidecar for Cloud Run."
+  type        = string
+  default     = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
+}

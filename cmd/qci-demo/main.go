@@ -36,9 +36,10 @@ const (
 )
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// JSON lines with Cloud Logging's keys, as cmd/qci-appci writes them.
+	log := server.NewLogger(os.Stderr)
 	if err := run(log); err != nil {
-		fmt.Fprintln(os.Stderr, "qci-demo:", err)
+		log.Error("qci-demo stopped", "error", err)
 		os.Exit(1)
 	}
 }
@@ -111,24 +112,27 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on :%d (set PORT to use another port): %w", port, err)
 	}
-	printCommands(port, user, pass, digest.String())
+	printCommands(port, reg.URL(), user, pass, digest.String())
 	access := server.NewAccessLog(os.Stderr)
 	defer access.Close()
 	return server.Serve(ctx, ln, access.Handler(handler), log)
 }
 
-func printCommands(port int, user, pass, digest string) {
+// printCommands prints the banner: where the demo and its upstream are,
+// and commands to paste.
+func printCommands(port int, upstream, user, pass, digest string) {
 	host := "localhost:" + strconv.Itoa(port)
 	image := host + "/" + demoRepository + ":" + demoTag
 	fmt.Printf(`
-qci-appci demo on http://%[1]s — upstream: an in-process registry holding %[2]s (%[3]s)
+qci-appci demo on http://%[1]s
+upstream registry: %[9]s (in-process, token auth), holding %[8]s:%[10]s (%[3]s)
 
 Paste into another terminal (plain HTTP, hence --tls-verify=false):
 
   # the robot's credentials
   skopeo login --tls-verify=false -u '%[4]s' -p '%[5]s' %[1]s
   skopeo inspect --tls-verify=false docker://%[2]s
-  skopeo copy --tls-verify=false docker://%[2]s dir:/tmp/qci-demo-image
+  skopeo copy --src-tls-verify=false docker://%[2]s dir:/tmp/qci-demo-image
 
   # a cluster token that may pull (any user name), and one that may not (403)
   podman login --tls-verify=false -u alice -p %[6]s %[1]s
@@ -144,7 +148,7 @@ Paste into another terminal (plain HTTP, hence --tls-verify=false):
 
 Ctrl-C stops it.
 
-`, host, image, digest, user, pass, allowedToken, deniedToken, demoRepository)
+`, host, image, digest, user, pass, allowedToken, deniedToken, demoRepository, upstream, demoTag)
 }
 
 func envOr(name, def string) string {

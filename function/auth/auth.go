@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
 	"github.com/qci-appci/qci-appci/function/requestinfo"
@@ -43,6 +44,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics count logins (qci_logins_total); nil: not counted.
+	Metrics *metrics.Metrics
 }
 
 // ClusterLogin is what the endpoint needs of a cluster: log in with a token,
@@ -123,6 +126,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub, how, err := h.authenticate(r.Context(), req, host)
+	h.opts.Metrics.Login(how, loginResult(err))
 	log := h.opts.Logger.With("user", sub.Name, "username", req.username, "login", how, "grant_type", req.grant,
 		"remote", remoteAddr(r), "forwarded_for", r.Header.Get("X-Forwarded-For"))
 	if sub.Name != "" {

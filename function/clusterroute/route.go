@@ -24,6 +24,7 @@ import (
 
 	"github.com/qci-appci/qci-appci/function/clusterconfig"
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/requestinfo"
 )
 
@@ -42,6 +43,9 @@ type Options struct {
 	// Logger receives why a token was routed nowhere; each cluster's
 	// login logs with a "cluster" attribute.
 	Logger *slog.Logger
+	// Metrics count every cluster's reviews and cache hits together; nil:
+	// not counted.
+	Metrics *metrics.Metrics
 }
 
 // Router is a login over several clusters. It implements the auth
@@ -82,6 +86,7 @@ func New(f *clusterconfig.File, opts Options) *Router {
 			Audiences:  c.Audiences,
 			CacheTTL:   opts.CacheTTL,
 			Logger:     log,
+			Metrics:    opts.Metrics,
 		}
 		if allow := c.Authorization.Allow; allow != nil {
 			lo.Authorize = func(ctx context.Context, id login.Identity) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/qci-appci/qci-appci/function/clusterconfig"
+	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/registry"
 )
 
@@ -25,13 +26,16 @@ import (
 // DESIGN.md and no secrets (so it does not validate until they are set).
 func Defaults() Config {
 	return Config{
-		Port:               8080,
-		UpstreamURL:        "https://quay.io",
-		UpstreamRepository: "openshift/ci",
-		TokenTTL:           NewDuration(time.Hour),
-		RefreshTTL:         NewDuration(24 * time.Hour),
-		AuthzNamespace:     "ocp",
-		ReviewCacheTTL:     NewDuration(5 * time.Minute),
+		Port:                 8080,
+		UpstreamURL:          "https://quay.io",
+		UpstreamRepository:   "openshift/ci",
+		TokenTTL:             NewDuration(time.Hour),
+		RefreshTTL:           NewDuration(24 * time.Hour),
+		AuthzNamespace:       "ocp",
+		ReviewCacheTTL:       NewDuration(5 * time.Minute),
+		ManifestCacheBytes:   ByteSize{N: 8 << 20, raw: "8MiB"},
+		MetricsPort:          9090,
+		SecretReloadInterval: NewDuration(time.Minute),
 	}
 }
 
@@ -83,9 +87,28 @@ type Config struct {
 	// in (see package clusterconfig); it replaces Kubeconfig,
 	// AuthzNamespace and TokenAudiences, which are then not to be set.
 	ClustersFile string `envconfig:"CLUSTERS_FILE"`
+	// UpstreamTokenHosts are token endpoints, "host" or "host:port", that
+	// may receive the robot credentials (over https) besides the upstream's
+	// own trust domain (its host, or its registrable domain).
+	UpstreamTokenHosts []string `envconfig:"UPSTREAM_TOKEN_HOSTS"`
+	// ManifestCacheBytes bounds the in-memory cache of manifests by digest
+	// (keys plus values); 0 turns it off.
+	ManifestCacheBytes ByteSize `envconfig:"MANIFEST_CACHE_BYTES" default:"8MiB"`
+	// MetricsPort is the port of the Prometheus metrics (/metrics), apart
+	// from the served port; 0 turns metrics off.
+	MetricsPort Port `envconfig:"METRICS_PORT" default:"9090"`
+	// SecretReloadInterval is how often, at most, secrets given as
+	// <NAME>_FILE are re-read to notice a rotation; 0: read once at start.
+	SecretReloadInterval Duration `envconfig:"SECRET_RELOAD_INTERVAL" default:"1m"`
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
+	// Metrics receive what the handlers observe; nil: none are kept.
+	Metrics *metrics.Metrics `ignored:"true"`
+	// SecretFiles are the files of the secrets given as <NAME>_FILE, by
+	// variable name (QCI_ROBOT_PASSWORD); Load fills it. The function
+	// re-reads them when they change (see function/secretfile).
+	SecretFiles map[string]string `ignored:"true"`
 }
 
 // Port is a TCP port number; a value that is not a number decodes to -1, so
@@ -137,6 +160,46 @@ func (d *Duration) Decode(value string) error {
 	return nil
 }
 
+// ByteSize is a count of bytes: a number, optionally with a KiB, MiB or GiB
+// suffix. Like Duration, it records a parse error for Validate.
+type ByteSize struct {
+	N   int64
+	raw string
+	err error
+}
+
+// NewByteSize wraps n for a Config built by hand.
+func NewByteSize(n int64) ByteSize { return ByteSize{N: n, raw: strconv.FormatInt(n, 10)} }
+
+// Decode implements envconfig.Decoder.
+func (b *ByteSize) Decode(value string) error {
+	b.raw = value
+	v := strings.TrimSpace(value)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	switch {
+	case err != nil:
+		b.err = err
+	case n < 0 || n > (1<<62)/mult:
+		b.err = errors.New("out of range")
+	default:
+		b.N, b.err = n*mult, nil
+	}
+	return nil
+}
+
+// String is the value as given.
+func (b ByteSize) String() string { return b.raw }
+
 // Signing keys must be at least this long (HS256 key strength).
 const minKeyLen = 32
 
@@ -162,6 +225,7 @@ func Load() (Config, error) {
 	if err := c.validate(problems); err != nil {
 		return c, err
 	}
+	c.SecretFiles = secretFiles()
 	return c, nil
 }
 
@@ -323,6 +387,9 @@ func (c *Config) validate(problems []string) error {
 	if c.Port <= 0 || c.Port > 65535 {
 		bad("PORT must be a number from 1 to 65535")
 	}
+	if c.MetricsPort < 0 || c.MetricsPort > 65535 {
+		bad("%s_METRICS_PORT must be a number from 0 (metrics off) to 65535", Prefix)
+	}
 	if c.ExposedURL != "" {
 		if err := checkBaseURL(c.ExposedURL); err != nil {
 			bad("%s_EXPOSED_URL: %v", Prefix, err)
@@ -360,6 +427,7 @@ func (c *Config) validate(problems []string) error {
 	checkDuration("TOKEN_TTL", c.TokenTTL, MinTokenTTL)
 	checkDuration("REFRESH_TTL", c.RefreshTTL, MinTokenTTL)
 	checkDuration("REVIEW_CACHE_TTL", c.ReviewCacheTTL, 0)
+	checkDuration("SECRET_RELOAD_INTERVAL", c.SecretReloadInterval, 0)
 	if c.Kubeconfig != "" {
 		if _, err := os.Stat(c.Kubeconfig); err != nil {
 			bad("%s_KUBECONFIG: %v", Prefix, err)
@@ -375,6 +443,14 @@ func (c *Config) validate(problems []string) error {
 	}
 	if c.ClustersFile != "" {
 		problems = append(problems, c.clustersFileProblems()...)
+	}
+	if c.ManifestCacheBytes.err != nil {
+		bad("%s_MANIFEST_CACHE_BYTES %q is not a size in bytes (e.g. 8MiB, 0 for off)", Prefix, c.ManifestCacheBytes.raw)
+	}
+	for _, h := range c.UpstreamTokenHosts {
+		if err := checkHost(strings.TrimSpace(h)); err != nil {
+			bad("%s_UPSTREAM_TOKEN_HOSTS: %v", Prefix, err)
+		}
 	}
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
@@ -443,6 +519,23 @@ func checkBaseURL(raw string) error {
 	return nil
 }
 
+// checkHost accepts "host" or "host:port" and nothing more.
+func checkHost(h string) error {
+	if h == "" {
+		return errors.New("empty host (entries are comma-separated host or host:port)")
+	}
+	u, err := url.Parse("https://" + h)
+	if err != nil || u.Host != h || u.Hostname() == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q is not a host or host:port", h)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q has a bad port", h)
+		}
+	}
+	return nil
+}
+
 // SigningKeys returns the signing keys, one a non-empty line; the first signs.
 func (c *Config) SigningKeys() [][]byte {
 	var keys [][]byte
@@ -479,6 +572,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("token_audiences", c.TokenAudiences),
 		slog.String("review_cache_ttl", c.ReviewCacheTTL.String()),
 		slog.String("clusters_file", c.ClustersFile),
+		slog.Any("upstream_token_hosts", c.UpstreamTokenHosts),
+		slog.Int64("manifest_cache_bytes", c.ManifestCacheBytes.N),
+		slog.Int("metrics_port", int(c.MetricsPort)),
+		slog.String("secret_reload_interval", c.SecretReloadInterval.String()),
 	)
 }
 

@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/qci-appci/qci-appci/function/metrics"
 )
 
 // The access a cluster user needs: pull from the image streams of a namespace.
@@ -59,6 +61,8 @@ type ClusterOptions struct {
 	// SubjectAccessReview (a cluster whose pulling service accounts are
 	// listed in QCI_CLUSTERS_FILE): nil, or ErrDenied.
 	Authorize func(ctx context.Context, id Identity) error
+	// Metrics count reviews and review cache hits; nil: not counted.
+	Metrics *metrics.Metrics
 }
 
 // Cluster logs users in with cluster tokens. Its clients are built on first
@@ -124,7 +128,9 @@ func NewCluster(opts ClusterOptions) *Cluster {
 // under a hash of the token; concurrent logins with one token share a review.
 func (c *Cluster) Login(ctx context.Context, token string) (Identity, error) {
 	key := sha256.Sum256([]byte(token))
-	if e, ok := c.cached(key); ok {
+	e, ok := c.cached(key)
+	c.opts.Metrics.ReviewCache(ok)
+	if ok {
 		return e.id, e.err
 	}
 	ch := c.flight.DoChan(string(key[:]), func() (any, error) {
@@ -280,6 +286,7 @@ func (c *Cluster) review(ctx context.Context, token string) (Identity, error) {
 	err = cl.authn.Post().Resource("tokenreviews").Body(&authenticationv1.TokenReview{
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: c.opts.Audiences},
 	}).Do(ctx).Into(tr)
+	c.opts.Metrics.ClusterReview(metrics.ReviewToken, tokenReviewResult(err, tr, c.opts.Audiences))
 	if err != nil {
 		return Identity{}, c.apiError("TokenReview", err)
 	}
@@ -330,6 +337,7 @@ func (c *Cluster) authorize(ctx context.Context, cl *clusterClients, id Identity
 	}
 	sar := &authorizationv1.SubjectAccessReview{}
 	err := cl.authz.Post().Resource("subjectaccessreviews").Body(&authorizationv1.SubjectAccessReview{Spec: spec}).Do(ctx).Into(sar)
+	c.opts.Metrics.ClusterReview(metrics.ReviewAccess, accessReviewResult(err, sar))
 	if err != nil {
 		return c.apiError("SubjectAccessReview", err)
 	}

@@ -14,18 +14,18 @@ import (
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
-	// Registers QCIAppCI with the Functions Framework, as a Cloud Functions
-	// (gen2) build of this module does.
-	_ "github.com/qci-appci/qci-appci/function"
-
+	"github.com/qci-appci/qci-appci/function"
 	"github.com/qci-appci/qci-appci/test/proxyproc"
 )
 
 // TestMain doubles as the Functions Framework's process when the test
-// re-executes itself with QCI_TEST_SERVE_FUNCTION set.
+// re-executes itself with QCI_TEST_SERVE_FUNCTION set: it registers the
+// function as the staged Cloud Functions source does.
 func TestMain(m *testing.M) {
 	if port := os.Getenv("QCI_TEST_SERVE_FUNCTION"); port != "" {
+		functions.HTTP(function.EntryPoint, function.NewFromEnv().ServeHTTP)
 		if err := funcframework.StartHostPort("127.0.0.1", port); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -186,7 +186,9 @@ func checkServesFunction(t *testing.T, cmd *exec.Cmd, port string) {
 }
 
 // TestProductionBinaryHasNoTestModules builds cmd/qci-appci as the image
-// does and checks that no test- or deploy-only module is linked in.
+// does and checks that no test- or deploy-only module is linked in, nor the
+// Functions Framework and the CloudEvents SDK, which only the staged Cloud
+// Functions source needs.
 func TestProductionBinaryHasNoTestModules(t *testing.T) {
 	bin := t.TempDir() + "/qci-appci"
 	build := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/qci-appci/qci-appci/cmd/qci-appci")
@@ -199,12 +201,13 @@ func TestProductionBinaryHasNoTestModules(t *testing.T) {
 		t.Fatalf("go version -m: %v\n%s", err, out)
 	}
 	for _, banned := range []string{"knative.dev/", "github.com/hashicorp/hcl", "github.com/distribution/distribution",
-		"github.com/google/go-containerregistry", "k8s.io/kubernetes"} {
+		"github.com/google/go-containerregistry", "k8s.io/kubernetes",
+		"github.com/GoogleCloudPlatform/functions-framework-go", "github.com/cloudevents/sdk-go"} {
 		if strings.Contains(string(out), banned) {
 			t.Errorf("the production binary links %s", banned)
 		}
 	}
-	for _, want := range []string{"k8s.io/client-go", "github.com/golang-jwt/jwt/v5", "github.com/GoogleCloudPlatform/functions-framework-go"} {
+	for _, want := range []string{"k8s.io/client-go", "github.com/golang-jwt/jwt/v5"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the production binary does not link %s", want)
 		}

@@ -3,20 +3,17 @@ package deploy_test
 import (
 	"archive/tar"
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -42,14 +39,14 @@ func koPath(t *testing.T) string {
 	return ""
 }
 
-// TestImage builds the image as make image does, on a base image served by
-// a registry on loopback (nothing is downloaded), then inspects it and runs
-// the binary it holds.
+// TestImage builds the image as the README says to build it offline:
+// make image with the base image saved as a tarball, served to ko by a
+// registry on loopback (nothing is downloaded), with no Docker daemon and
+// no KO_DOCKER_REPO or VERSION in the environment. It then inspects the
+// image and runs the binary it holds.
 func TestImage(t *testing.T) {
 	ko := koPath(t)
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer reg.Close()
-	host := strings.TrimPrefix(reg.URL, "http://")
+	readmeHas(t, "make image BASE_IMAGE_TAR=distroless-static.tar")
 	base, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{
 		OS: "linux", Architecture: "amd64",
 		Config: v1.Config{User: "65532", Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"}},
@@ -57,16 +54,24 @@ func TestImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	baseRef, _ := name.ParseReference(host+"/distroless-static:nonroot", name.Insecure)
-	if err := remote.Write(baseRef, base); err != nil {
+	dir := t.TempDir()
+	baseTar := filepath.Join(dir, "distroless-static.tar")
+	baseTag, _ := name.NewTag("gcr.io/distroless/static-debian12:nonroot")
+	if err := tarball.WriteToFile(baseTar, baseTag, base); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "image.tar")
-	cmd := exec.Command("make", "-s", "image", "KO="+ko, "IMAGE_TAR="+out)
+	out := filepath.Join(dir, "image.tar")
+	cmd := exec.Command("make", "-s", "image", "BASE_IMAGE_TAR="+baseTar, "KO="+ko, "IMAGE_TAR="+out)
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "KO_DEFAULTBASEIMAGE="+baseRef.String(), "KO_DOCKER_REPO=example.com/qci-appci")
+	// No daemon to talk to, even if ko tried.
+	cmd.Env = append(environWithout("KO_DOCKER_REPO", "VERSION", "KO_DEFAULTBASEIMAGE", "DOCKER_HOST"),
+		"DOCKER_HOST=unix://"+filepath.Join(dir, "no-docker.sock"))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make image: %v\n%s", err, b)
+	}
+	tag, _ := name.NewTag("localhost/qci-appci:latest")
+	if _, err := tarball.ImageFromPath(out, &tag); err != nil {
+		t.Errorf("the tarball holds no image tagged %s: %v", tag, err)
 	}
 	img, err := tarball.ImageFromPath(out, nil)
 	if err != nil {
@@ -107,10 +112,46 @@ func TestImage(t *testing.T) {
 		t.Fatalf("entrypoint %s not in the image", entry)
 	}
 	v, err := exec.Command(bin, "-version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(v), "qci-appci ") {
+	if err != nil || !strings.HasPrefix(string(v), "qci-appci ") || strings.TrimSpace(string(v)) == "qci-appci" {
 		t.Errorf("the image's binary: %q %v", v, err)
 	}
 	if mods, _ := exec.Command("go", "version", "-m", bin).CombinedOutput(); !strings.Contains(string(mods), "CGO_ENABLED=0") || !strings.Contains(string(mods), "-trimpath") {
 		t.Errorf("the image's binary is not static and trimmed:\n%s", mods)
+	}
+}
+
+// TestImageRefusesADaemonRepository checks that make image will not name
+// its image under ko.local, which makes ko load it into a Docker daemon.
+func TestImageRefusesADaemonRepository(t *testing.T) {
+	cmd := exec.Command("make", "-s", "image", "IMAGE_REPO=ko.local/qci-appci", "KO=/nonexistent/ko")
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Docker daemon") {
+		t.Errorf("make image IMAGE_REPO=ko.local/…: %v\n%s", err, out)
+	}
+}
+
+// environWithout is the environment minus the named variables.
+func environWithout(names ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(names, k) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// readmeHas fails unless README.md holds text, so that the commands the
+// tests run are the ones the README gives.
+func readmeHas(t *testing.T, text string) {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), text) {
+		t.Errorf("README.md does not give %q", text)
 	}
 }

@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +11,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	networkingv1alpha1 "knative.dev/networking/pkg/apis/networking/v1alpha1"
 	"knative.dev/pkg/apis"
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
+	servingv1beta1 "knative.dev/serving/pkg/apis/serving/v1beta1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/qci-appci/qci-appci/function/config"
@@ -242,5 +245,66 @@ func TestKustomizationListsTheManifests(t *testing.T) {
 		if !found {
 			t.Errorf("kustomization does not list %s", base)
 		}
+	}
+}
+
+// TestDomainMappingValidates decodes domainmapping.yaml into Knative's own
+// type and validates it: it maps QCI_EXPOSED_URL's host to the Service, and
+// the example ClusterDomainClaim lets the Service's namespace claim it.
+func TestDomainMappingValidates(t *testing.T) {
+	docs := documents(t, "../../knative/domainmapping.yaml")
+	if len(docs) != 1 {
+		t.Fatalf("%d documents in domainmapping.yaml", len(docs))
+	}
+	var dm servingv1beta1.DomainMapping
+	strict(t, docs[0], &dm)
+	ctx := apis.WithinCreate(context.Background())
+	dm.SetDefaults(ctx)
+	if err := dm.Validate(ctx); err != nil {
+		t.Fatalf("Knative rejects domainmapping.yaml: %v", err)
+	}
+	svc := loadService(t)
+	var exposed string
+	for _, e := range svc.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "QCI_EXPOSED_URL" {
+			exposed = e.Value
+		}
+	}
+	u, err := url.Parse(exposed)
+	if err != nil || u.Host == "" {
+		t.Fatalf("QCI_EXPOSED_URL %q", exposed)
+	}
+	if dm.Name != u.Host {
+		t.Errorf("DomainMapping %s, but QCI_EXPOSED_URL names %s: tokens would name the wrong service", dm.Name, u.Host)
+	}
+	if dm.Namespace != svc.Namespace || dm.Spec.Ref.Kind != "Service" || dm.Spec.Ref.APIVersion != "serving.knative.dev/v1" ||
+		dm.Spec.Ref.Name != svc.Name || dm.Spec.Ref.Namespace != svc.Namespace {
+		t.Errorf("DomainMapping %s/%s refers to %+v, not Service %s/%s", dm.Namespace, dm.Name, dm.Spec.Ref, svc.Namespace, svc.Name)
+	}
+
+	var claim networkingv1alpha1.ClusterDomainClaim
+	strict(t, documents(t, "../../knative/examples/clusterdomainclaim.example.yaml")[0], &claim)
+	if claim.Kind != "ClusterDomainClaim" || claim.APIVersion != networkingv1alpha1.SchemeGroupVersion.String() ||
+		claim.Name != dm.Name || claim.Spec.Namespace != dm.Namespace {
+		t.Errorf("ClusterDomainClaim %+v does not let %s claim %s", claim, dm.Namespace, dm.Name)
+	}
+}
+
+// TestKnativeScrapeAnnotations checks that Prometheus is told to scrape the
+// port the metrics are served on.
+func TestKnativeScrapeAnnotations(t *testing.T) {
+	svc := loadService(t)
+	ann := svc.Spec.Template.Annotations
+	var port string
+	for _, e := range svc.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "QCI_METRICS_PORT" {
+			port = e.Value
+		}
+	}
+	if port == "" || port == "0" {
+		t.Fatalf("QCI_METRICS_PORT %q: metrics off", port)
+	}
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != port || ann["prometheus.io/path"] != "/metrics" {
+		t.Errorf("scrape annotations %v do not name port %s and /metrics", ann, port)
 	}
 }

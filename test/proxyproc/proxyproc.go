@@ -48,7 +48,8 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// Start runs bin with env (and PATH, PORT) and waits for /healthz; the
+// Start runs bin with env (and PATH, PORT, QCI_METRICS_PORT=0 unless env
+// sets it) and waits for /healthz; the
 // process is killed at the end of the test, its logs shown if it failed.
 func Start(t testing.TB, bin string, env map[string]string) *Process {
 	t.Helper()
@@ -56,7 +57,9 @@ func Start(t testing.TB, bin string, env map[string]string) *Process {
 	p := &Process{Host: "localhost:" + strconv.Itoa(port), logs: &logbuffer.Buffer{}, exited: make(chan error, 1)}
 	p.URL = "http://" + p.Host
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + strconv.Itoa(port)}
+	// Metrics off unless env asks: many instances run at once, and the
+	// default metrics port (9090) is one port.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PORT=" + strconv.Itoa(port), "QCI_METRICS_PORT=0"}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

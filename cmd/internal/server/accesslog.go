@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/requestinfo"
 )
 
@@ -35,12 +36,26 @@ type AccessLog struct {
 	done    chan struct{}
 	// bufs are the recorders' copy buffers.
 	bufs sync.Pool
+	// metrics, when set, count each request as its line is written.
+	metrics *metrics.Metrics
+}
+
+// AccessLogOption configures an AccessLog.
+type AccessLogOption func(*AccessLog)
+
+// WithMetrics has the access log also record each request in m (the
+// qci_http_* metrics): the status and size it logs are the ones counted.
+func WithMetrics(m *metrics.Metrics) AccessLogOption {
+	return func(a *AccessLog) { a.metrics = m }
 }
 
 // NewAccessLog starts the writer of access lines to w.
-func NewAccessLog(w io.Writer) *AccessLog {
+func NewAccessLog(w io.Writer, opts ...AccessLogOption) *AccessLog {
 	a := &AccessLog{w: w, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		bufs: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	for _, o := range opts {
+		o(a)
+	}
 	a.room = sync.NewCond(&a.mu)
 	go a.writeLoop()
 	return a
@@ -50,6 +65,7 @@ func NewAccessLog(w io.Writer) *AccessLog {
 func (a *AccessLog) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		a.metrics.HTTPStarted()
 		ctx, info := requestinfo.With(r.Context())
 		rec := &recorder{ResponseWriter: rw, status: http.StatusOK, bufs: &a.bufs}
 		defer func() {
@@ -58,9 +74,13 @@ func (a *AccessLog) Handler(next http.Handler) http.Handler {
 				status = 499 // aborted mid-answer: the client saw a broken response
 				defer panic(p)
 			}
+			path, latency := r.URL.EscapedPath(), time.Since(start)
+			if a.metrics != nil {
+				a.metrics.HTTPFinished(metrics.RouteOf(path), r.Method, status, rec.bytes, latency)
+			}
 			a.add(&accessEntry{
-				time: start, method: r.Method, path: r.URL.EscapedPath(), status: status, size: rec.bytes,
-				latency: time.Since(start), remoteIP: remoteIP(r.RemoteAddr), userAgent: r.UserAgent(),
+				time: start, method: r.Method, path: path, status: status, size: rec.bytes,
+				latency: latency, remoteIP: remoteIP(r.RemoteAddr), userAgent: r.UserAgent(),
 				protocol: r.Proto, user: info.User, cluster: info.Cluster, upstreamStatus: info.UpstreamStatus,
 			})
 		}()
