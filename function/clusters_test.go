@@ -188,6 +188,20 @@ func TestTwoClustersLoginPullAndRefresh(t *testing.T) {
 	if len(e.a.TokenReviews()) != trA || len(e.b.TokenReviews()) != trB {
 		t.Error("a token of no cluster was reviewed")
 	}
+	var sawLogin bool
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		var l struct{ Msg, User, Cluster string }
+		_ = json.Unmarshal([]byte(line), &l)
+		if l.Msg == "login" && l.User == "system:serviceaccount:ci:builder" {
+			sawLogin = true
+			if l.Cluster != "b" {
+				t.Errorf("login line %s does not name cluster b", line)
+			}
+		}
+	}
+	if !sawLogin {
+		t.Errorf("no login line for B's user:\n%s", e.logs)
+	}
 	if strings.Contains(e.logs.String(), builder) || strings.Contains(e.logs.String(), aliceOfA) {
 		t.Error("a token reached the log")
 	}

@@ -129,6 +129,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.opts.Metrics.Login(how, loginResult(err))
 	log := h.opts.Logger.With("user", sub.Name, "username", req.username, "login", how, "grant_type", req.grant,
 		"remote", remoteAddr(r), "forwarded_for", r.Header.Get("X-Forwarded-For"))
+	if sub.Cluster != "" {
+		log = log.With("cluster", sub.Cluster)
+	}
 	if sub.Name != "" {
 		requestinfo.SetUser(r.Context(), sub.Name)
 	}

@@ -349,7 +349,25 @@ func TestTwoClusters(t *testing.T) {
 		return code == 200 && n > trA
 	})
 	podmanPull(t, ctx, s, "puller", puller, true)
-	if !strings.Contains(s.proxy.Logs(), `"cluster":"build01"`) || !strings.Contains(s.proxy.Logs(), `"cluster":"app-ci"`) {
-		t.Errorf("the logs do not name the clusters:\n%s", s.proxy.Logs())
+	// The access lines of B's user's pulls name B (from our access token).
+	var pulls int
+	for _, line := range strings.Split(s.proxy.Logs(), "\n") {
+		var l struct {
+			HTTPRequest   struct{ RequestURL string } `json:"httpRequest"`
+			User, Cluster string
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || !strings.Contains(l.HTTPRequest.RequestURL, "/manifests/") {
+			continue
+		}
+		want := map[string]string{"system:serviceaccount:ci:builder": "build01", "system:serviceaccount:ci:puller": "app-ci"}[l.User]
+		if l.Cluster != want {
+			t.Errorf("access line %s names cluster %q, want %q", line, l.Cluster, want)
+		}
+		if l.User == "system:serviceaccount:ci:builder" {
+			pulls++
+		}
+	}
+	if pulls == 0 {
+		t.Errorf("no access line of B's user's pull:\n%s", s.proxy.Logs())
 	}
 }
