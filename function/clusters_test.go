@@ -127,6 +127,11 @@ func TestTwoClustersLoginPullAndRefresh(t *testing.T) {
 	if c := claimsOf(t, ans.Token); c["qci_cluster"] != "a" {
 		t.Errorf("access token claims %v do not name cluster a", c)
 	}
+	// Again, from A's review cache: still cluster a.
+	resp, ans, body = e.login("alice", aliceOfA, pullScope)
+	if c := claimsOf(t, ans.Token); resp.StatusCode != 200 || c["qci_cluster"] != "a" || len(e.a.TokenReviews()) != 1 {
+		t.Errorf("cached login: %d %s, claims %v, %d TokenReviews", resp.StatusCode, body, c, len(e.a.TokenReviews()))
+	}
 	resp, ans, body = e.postForm(url.Values{"grant_type": {"password"}, "username": {"builder"}, "password": {builder},
 		"scope": {"repository:" + repo + ":pull"}})
 	if resp.StatusCode != 200 || ans.RefreshToken == "" {

@@ -19,6 +19,7 @@ import (
 	"github.com/qci-appci/qci-appci/function/clusterroute"
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/loginlimit"
 	"github.com/qci-appci/qci-appci/function/manifestcache"
 	"github.com/qci-appci/qci-appci/function/proxy"
 	"github.com/qci-appci/qci-appci/function/publicurl"
@@ -87,6 +88,10 @@ func New(cfg config.Config) (http.Handler, error) {
 	} else {
 		log.Info("cluster login is off: no QCI_KUBECONFIG and not running in a cluster; only the robot can log in")
 	}
+	limiter, err := loginlimit.New(loginlimit.Options{Rate: float64(cfg.LoginRate), Burst: int(cfg.LoginBurst)})
+	if err != nil {
+		return nil, fmt.Errorf("function: %w", err)
+	}
 	authHandler := auth.New(auth.Options{
 		Repository: cfg.UpstreamRepository,
 		Robot:      login.NewRobot(string(cfg.RobotUsername), string(cfg.RobotPassword)),
@@ -95,6 +100,9 @@ func New(cfg config.Config) (http.Handler, error) {
 		Public:     public,
 		Logger:     log,
 		Metrics:    cfg.Metrics,
+
+		Limiter:        limiter,
+		ClientIPHeader: cfg.ClientIPHeader,
 	})
 	proxyHandler := proxy.New(proxy.Options{
 		Repository: cfg.UpstreamRepository,

@@ -8,16 +8,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/loginlimit"
 	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
@@ -40,6 +44,13 @@ type Options struct {
 	Issuer *token.Issuer
 	// Public resolves the public host: token issuer and audience.
 	Public publicurl.Resolver
+	// Limiter limits failed logins per client address and username; nil:
+	// no limit.
+	Limiter *loginlimit.Limiter
+	// ClientIPHeader names the platform's header that holds the client's
+	// address (X-Forwarded-For, read by loginlimit.ClientAddress); empty:
+	// the peer's address.
+	ClientIPHeader string
 	// Logger receives one line per login, never a secret.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -48,9 +59,11 @@ type Options struct {
 	Metrics *metrics.Metrics
 }
 
-// ClusterLogin is what the endpoint needs of a cluster: log in with a token,
-// and re-authorize a known user on refresh.
+// ClusterLogin is what the endpoint needs of a cluster: a cached answer for
+// a token, if any; log in with a token; and re-authorize a known user on
+// refresh.
 type ClusterLogin interface {
+	Cached(token string) (login.Answer, bool)
 	Login(ctx context.Context, token string) (login.Identity, error)
 	Authorize(ctx context.Context, id login.Identity) error
 }
@@ -97,7 +110,7 @@ var (
 var errBadRequest = errors.New("bad token request")
 
 // ServeHTTP answers a token request: 200 with the token answer, or the
-// registry error that says why not (400, 401, 403, 405, 503).
+// registry error that says why not (400, 401, 403, 405, 429, 503).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req request
 	var err error
@@ -125,21 +138,53 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		registry.WriteError(w, http.StatusBadRequest, registry.CodeUnsupported, "invalid Host header")
 		return
 	}
-	sub, how, err := h.authenticate(r.Context(), req, host)
+	client := loginlimit.ClientAddress(r, h.opts.ClientIPHeader)
+	sub, how, err := h.authenticate(r.Context(), req, host, client)
 	h.opts.Metrics.Login(how, loginResult(err))
 	log := h.opts.Logger.With("user", sub.Name, "username", req.username, "login", how, "grant_type", req.grant,
-		"remote", remoteAddr(r), "forwarded_for", r.Header.Get("X-Forwarded-For"))
+		"remote", remoteAddr(r), "forwarded_for", r.Header.Get("X-Forwarded-For"), "client", client)
 	if sub.Cluster != "" {
 		log = log.With("cluster", sub.Cluster)
 	}
-	if sub.Name != "" {
-		requestinfo.SetUser(r.Context(), sub.Name)
-	}
 	if err != nil {
+		h.countFailure(r.Context(), err, client, req.username)
 		h.loginFailed(w, r, log, err)
 		return
 	}
+	// Only now is the user known: a refused login names nobody in the
+	// access line.
+	requestinfo.SetUser(r.Context(), sub.Name)
+	if sub.Cluster != "" {
+		requestinfo.SetCluster(r.Context(), sub.Cluster)
+	}
 	h.issue(w, r, log, req, host, sub)
+}
+
+// limitedError refuses a login whose client address or username is past
+// its failed-login limit.
+type limitedError struct{ retryAfter time.Duration }
+
+func (e *limitedError) Error() string {
+	return fmt.Sprintf("too many failed logins from this client or for this username; retry after %v", e.retryAfter)
+}
+
+// countFailure takes a token of the failed-login limit for a wrong
+// credential or a denial that review did not count already (the robot's,
+// a cached denial, a bad refresh token), and logs once when that limits
+// the client or the username.
+func (h *Handler) countFailure(ctx context.Context, err error, client, username string) {
+	var c counted
+	if h.opts.Limiter == nil || !failure(err) || errors.As(err, &c) {
+		return
+	}
+	h.logLimited(ctx, h.opts.Limiter.Failed(h.opts.Now(), client, username))
+}
+
+func (h *Handler) logLimited(ctx context.Context, keys []loginlimit.Key) {
+	for _, k := range keys {
+		h.opts.Logger.WarnContext(ctx, "failed-login limit reached: logins that need a cluster review are refused with 429 until it refills",
+			"limited_"+string(k.Kind), k.Value)
+	}
 }
 
 func parseGet(r *http.Request) (request, error) {
@@ -204,23 +249,62 @@ func (e *badRequest) Error() string        { return e.msg }
 func (e *badRequest) Is(target error) bool { return target == errBadRequest }
 
 // authenticate logs the request in and says who and how.
-func (h *Handler) authenticate(ctx context.Context, req request, host string) (token.Subject, string, error) {
+func (h *Handler) authenticate(ctx context.Context, req request, host, client string) (token.Subject, string, error) {
 	if req.grant == "refresh_token" {
 		return h.refresh(ctx, req.refreshToken, host)
 	}
-	if h.opts.Robot.Is(req.username) {
-		// The robot's name is reserved: a wrong password is never a cluster token.
+	if h.opts.Robot.Reserved(req.username) {
+		// The robot's name, in any case and with '+' or a space, is
+		// reserved: a wrong password is never a cluster token.
 		if err := h.opts.Robot.Check(req.username, req.password); err != nil {
 			return token.Subject{Name: req.username}, "robot", err
 		}
 		return token.Subject{Name: req.username, Login: token.LoginRobot}, "robot", nil
 	}
+	if h.opts.Robot.IsPassword(req.password) {
+		// The robot's password leaves the process only for the upstream's
+		// token endpoint, never as a cluster token.
+		return token.Subject{Name: req.username}, "cluster", fmt.Errorf("%w: the robot's password under another username", login.ErrBadCredentials)
+	}
 	if h.opts.Cluster == nil {
 		return token.Subject{Name: req.username}, "cluster", errClusterOff
 	}
-	id, err := h.opts.Cluster.Login(ctx, req.password)
+	ans, cached := h.opts.Cluster.Cached(req.password)
+	if !cached {
+		ans.Identity, ans.Err = h.review(ctx, req, client)
+	}
+	id := ans.Identity
 	sub := token.Subject{Name: id.Name, Login: token.LoginCluster, UID: id.UID, Groups: id.Groups, Extra: id.Extra, Cluster: id.Cluster}
-	return sub, "cluster", err
+	return sub, "cluster", ans.Err
+}
+
+// review logs a cluster user in through the cluster, within the
+// failed-login limit: past it, a limitedError before any review.
+func (h *Handler) review(ctx context.Context, req request, client string) (login.Identity, error) {
+	if h.opts.Limiter == nil {
+		return h.opts.Cluster.Login(ctx, req.password)
+	}
+	pending, retry, ok := h.opts.Limiter.Begin(h.opts.Now(), client, req.username)
+	if !ok {
+		return login.Identity{}, &limitedError{retryAfter: retry}
+	}
+	id, err := h.opts.Cluster.Login(ctx, req.password)
+	h.logLimited(ctx, h.opts.Limiter.End(h.opts.Now(), pending, failure(err)))
+	if err != nil {
+		return id, counted{err}
+	}
+	return id, nil
+}
+
+// counted marks a failure already taken from the failed-login limit.
+type counted struct{ error }
+
+func (c counted) Unwrap() error { return c.error }
+
+// failure reports whether err is the client's failure: wrong credentials
+// or a denial, not an outage or a hung-up client.
+func failure(err error) bool {
+	return errors.Is(err, login.ErrBadCredentials) || errors.Is(err, login.ErrDenied)
 }
 
 var errClusterOff = errors.New("cluster login is off (no QCI_KUBECONFIG, not in a cluster)")
@@ -250,19 +334,49 @@ func (h *Handler) refresh(ctx context.Context, raw, host string) (token.Subject,
 
 func (h *Handler) loginFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	ctx := r.Context()
+	var limited *limitedError
+	var denied *login.DeniedError
 	switch {
-	case errors.Is(err, login.ErrDenied):
-		log.InfoContext(ctx, "login denied", "error", err)
+	case errors.As(err, &limited):
+		// Logged once when the limit was reached, not per refused attempt.
+		seconds := strconv.Itoa(max(1, int(math.Ceil(limited.retryAfter.Seconds()))))
+		registry.WriteError(retryAfterWriter{w, seconds}, http.StatusTooManyRequests, registry.CodeTooManyRequests,
+			"too many failed logins from this address or for this username; retry after "+seconds+"s")
+	case ctx.Err() != nil:
+		// The client hung up while its login waited: not an outage.
+		log.InfoContext(ctx, "login abandoned: the client went away", "error", err)
+		registry.WriteError(w, http.StatusServiceUnavailable, registry.CodeUnavailable, "login abandoned")
+	case errors.As(err, &denied):
+		log.WarnContext(ctx, "login denied", "error", err)
 		registry.WriteError(w, http.StatusForbidden, registry.CodeDenied,
-			"authenticated, but not allowed to pull: the user needs get on imagestreams/layers in the authorization namespace")
+			"authenticated as "+safeQuote(denied.User)+", but not allowed to pull: the user needs "+login.PullPermission(denied.Namespace))
+	case errors.Is(err, login.ErrDenied):
+		log.WarnContext(ctx, "login denied", "error", err)
+		registry.WriteError(w, http.StatusForbidden, registry.CodeDenied, "authenticated, but not allowed to pull")
+	case errors.Is(err, login.ErrBusy):
+		log.WarnContext(ctx, "login refused: too many cluster reviews in flight", "error", err)
+		registry.WriteError(w, http.StatusServiceUnavailable, registry.CodeUnavailable,
+			"too many logins are being checked right now; try again shortly")
 	case errors.Is(err, login.ErrUnavailable):
 		log.ErrorContext(ctx, "login failed: cluster unavailable", "error", err)
 		registry.WriteError(w, http.StatusServiceUnavailable, registry.CodeUnavailable,
 			"the cluster that checks tokens is unavailable; try again later")
 	default:
-		log.InfoContext(ctx, "login failed: wrong credentials", "error", err)
+		log.WarnContext(ctx, "login failed: wrong credentials", "error", err)
 		h.unauthorized(w, "wrong username, password or token")
 	}
+}
+
+// retryAfterWriter sets Retry-After as the response header is written,
+// over the default that registry.WriteError sets.
+type retryAfterWriter struct {
+	http.ResponseWriter
+	seconds string
+}
+
+func (w retryAfterWriter) WriteHeader(code int) {
+	w.Header().Set("Retry-After", w.seconds)
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func (h *Handler) unauthorized(w http.ResponseWriter, msg string) {

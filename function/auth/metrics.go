@@ -8,12 +8,17 @@ import (
 )
 
 // loginResult is the result label of a login that authenticate answered
-// with err, as loginFailed answers it: denied 403, unavailable 503, any
-// other failure 401.
+// with err, as loginFailed answers it: rate limited 429, denied 403, busy
+// or unavailable 503, any other failure 401.
 func loginResult(err error) string {
+	var limited *limitedError
 	switch {
 	case err == nil:
 		return metrics.LoginOK
+	case errors.As(err, &limited):
+		return metrics.LoginRateLimited
+	case errors.Is(err, login.ErrBusy):
+		return metrics.LoginUnavailable
 	case errors.Is(err, login.ErrDenied):
 		return metrics.LoginDenied
 	case errors.Is(err, login.ErrUnavailable):

@@ -30,6 +30,7 @@ import (
 
 // Login is what the router needs of one cluster; *login.Cluster is one.
 type Login interface {
+	Cached(token string) (login.Answer, bool)
 	Login(ctx context.Context, token string) (login.Identity, error)
 	Authorize(ctx context.Context, id login.Identity) error
 }
@@ -93,8 +94,7 @@ func New(f *clusterconfig.File, opts Options) *Router {
 				if allow.Allowed(id.Name) {
 					return nil
 				}
-				log.InfoContext(ctx, "cluster user is not on the cluster's allow list", "user", id.Name)
-				return login.ErrDenied
+				return fmt.Errorf("%w: %q is not on the allow list of cluster %s", login.ErrDenied, id.Name, c.Name)
 			}
 		}
 		r := &route{name: c.Name, login: login.NewCluster(lo), issuers: c.Issuers}
@@ -112,6 +112,31 @@ func (rt *Router) add(r *route, opaque bool) {
 	if opaque {
 		rt.opaque = r
 	}
+}
+
+// Cached returns the cached answer of the cluster token belongs to, when
+// that cluster is known without asking anyone (a listed or already
+// discovered issuer, or the opaque-token cluster) and has one. It never
+// contacts a cluster.
+func (rt *Router) Cached(token string) (login.Answer, bool) {
+	iss, jwt, err := untrustedIssuer(token)
+	var r *route
+	switch {
+	case !jwt:
+		r = rt.opaque
+	case err == nil:
+		if m := rt.match(iss); len(m) == 1 {
+			r = m[0]
+		}
+	}
+	if r == nil {
+		return login.Answer{}, false
+	}
+	a, ok := r.login.Cached(token)
+	if ok {
+		a.Identity.Cluster = r.name
+	}
+	return a, ok
 }
 
 // Login reviews token at the one cluster that issued it, and names that
@@ -193,12 +218,7 @@ func (rt *Router) route(ctx context.Context, token string) (*route, error) {
 // nil. Two would be a discovered issuer that another cluster lists too: the
 // token goes to neither, and the log says to list the issuers.
 func (rt *Router) known(ctx context.Context, iss string) (*route, error) {
-	var match []*route
-	for _, r := range rt.routes {
-		if slices.Contains(r.issuers, iss) || (r.discover != nil && r.issuer() == iss) {
-			match = append(match, r)
-		}
-	}
+	match := rt.match(iss)
 	switch len(match) {
 	case 0:
 		return nil, nil
@@ -211,6 +231,17 @@ func (rt *Router) known(ctx context.Context, iss string) (*route, error) {
 	}
 	rt.log.ErrorContext(ctx, "clusters share an issuer: list each cluster's issuers in QCI_CLUSTERS_FILE", "issuer", clip(iss), "clusters", names)
 	return nil, fmt.Errorf("%w: clusters %s share the issuer %q", login.ErrUnavailable, strings.Join(names, ", "), clip(iss))
+}
+
+// match are the clusters whose listed or discovered issuers hold iss.
+func (rt *Router) match(iss string) []*route {
+	var match []*route
+	for _, r := range rt.routes {
+		if slices.Contains(r.issuers, iss) || (r.discover != nil && r.issuer() == iss) {
+			match = append(match, r)
+		}
+	}
+	return match
 }
 
 func (r *route) issuer() string {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"reflect"
@@ -18,6 +19,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/qci-appci/qci-appci/function/clusterconfig"
+	"github.com/qci-appci/qci-appci/function/loginlimit"
 	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/registry"
 )
@@ -36,6 +38,8 @@ func Defaults() Config {
 		ManifestCacheBytes:   ByteSize{N: 8 << 20, raw: "8MiB"},
 		MetricsPort:          9090,
 		SecretReloadInterval: NewDuration(time.Minute),
+		LoginRate:            loginlimit.DefaultRate, // reasoned in function/loginlimit
+		LoginBurst:           loginlimit.DefaultBurst,
 	}
 }
 
@@ -100,6 +104,18 @@ type Config struct {
 	// SecretReloadInterval is how often, at most, secrets given as
 	// <NAME>_FILE are re-read to notice a rotation; 0: read once at start.
 	SecretReloadInterval Duration `envconfig:"SECRET_RELOAD_INTERVAL" default:"1m"`
+	// LoginRate is how many failed logins a second each client address and
+	// each username get back.
+	LoginRate Float `envconfig:"LOGIN_RATE" default:"10"`
+	// LoginBurst is how many failed logins in a row a client address or a
+	// username may have before logins that need a review answer 429.
+	LoginBurst Count `envconfig:"LOGIN_BURST" default:"600"`
+	// ClientIPHeader names the header the platform sets or appends the
+	// client's address to (X-Forwarded-For); its rightmost public entry is
+	// taken (see loginlimit.ClientAddress). Empty: the peer's address. Set
+	// it only where the platform's proxies write that header, or clients
+	// choose their own address.
+	ClientIPHeader string `envconfig:"CLIENT_IP_HEADER"`
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
@@ -122,6 +138,34 @@ func (p *Port) Decode(value string) error {
 		n = -1
 	}
 	*p = Port(n)
+	return nil
+}
+
+// Float is a number; a value that is not one decodes to NaN, so that
+// Validate reports it with every other problem.
+type Float float64
+
+// Decode implements envconfig.Decoder.
+func (f *Float) Decode(value string) error {
+	n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+	if err != nil {
+		n = math.NaN()
+	}
+	*f = Float(n)
+	return nil
+}
+
+// Count is a whole number; a value that is not one decodes to -1, so that
+// Validate reports it with every other problem.
+type Count int
+
+// Decode implements envconfig.Decoder.
+func (c *Count) Decode(value string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(value))
+	if err != nil {
+		n = -1
+	}
+	*c = Count(n)
 	return nil
 }
 
@@ -452,6 +496,15 @@ func (c *Config) validate(problems []string) error {
 			bad("%s_UPSTREAM_TOKEN_HOSTS: %v", Prefix, err)
 		}
 	}
+	if r := float64(c.LoginRate); !(r > 0) || math.IsInf(r, 0) {
+		bad("%s_LOGIN_RATE must be a positive number of failed logins a second", Prefix)
+	}
+	if c.LoginBurst < 1 {
+		bad("%s_LOGIN_BURST must be a whole number of at least 1", Prefix)
+	}
+	if c.ClientIPHeader != "" && !validHeaderName(c.ClientIPHeader) {
+		bad("%s_CLIENT_IP_HEADER %q is not a header name", Prefix, c.ClientIPHeader)
+	}
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
 	}
@@ -501,6 +554,21 @@ var ErrInvalid = errors.New("invalid configuration")
 
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+// validHeaderName reports whether s is an HTTP header field name (an RFC
+// 9110 token).
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
 
 func checkBaseURL(raw string) error {
 	u, err := url.Parse(raw)
@@ -576,6 +644,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("manifest_cache_bytes", c.ManifestCacheBytes.N),
 		slog.Int("metrics_port", int(c.MetricsPort)),
 		slog.String("secret_reload_interval", c.SecretReloadInterval.String()),
+		slog.Float64("login_rate", float64(c.LoginRate)),
+		slog.Int("login_burst", int(c.LoginBurst)),
+		slog.String("client_ip_header", c.ClientIPHeader),
 	)
 }
 

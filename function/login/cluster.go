@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"sync"
@@ -21,8 +22,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/qci-appci/qci-appci/function/metrics"
 )
 
@@ -37,11 +36,23 @@ const (
 // deniedTTL is how long a denial or a rejected token is remembered.
 const deniedTTL = 10 * time.Second
 
-// reviewTimeout bounds one review, whoever waits for it.
-const reviewTimeout = 15 * time.Second
+// DefaultReviewTimeout bounds one review (TokenReview and
+// SubjectAccessReview together), whoever waits for it. A healthy API
+// server answers in milliseconds; a login that waits longer than this is
+// better told "try again" than kept with a goroutine and an API call.
+const DefaultReviewTimeout = 5 * time.Second
 
-// maxCacheEntries bounds the review cache; expired entries go first.
-const maxCacheEntries = 4096
+// Sizes of the two review caches. Allowed and refused answers live in
+// separate LRUs, so no number of bogus tokens evicts an allowed login.
+// Refusals are kept 10 s only, to spare the cluster a client that retries
+// one bad token; 1,024 of them cover that and keep a flood's memory small.
+const (
+	allowedCacheEntries = 4096
+	deniedCacheEntries  = 1024
+)
+
+// DefaultMaxReviews is the default cap on reviews in flight at once.
+const DefaultMaxReviews = 32
 
 // ClusterOptions configure cluster logins.
 type ClusterOptions struct {
@@ -53,16 +64,21 @@ type ClusterOptions struct {
 	Audiences []string
 	// CacheTTL is the longest an allowed review is reused.
 	CacheTTL time.Duration
+	// MaxReviews caps the reviews in flight; past it a login that needs a
+	// review fails at once with ErrBusy. Zero means DefaultMaxReviews.
+	MaxReviews int
+	// ReviewTimeout bounds one review; zero means DefaultReviewTimeout.
+	ReviewTimeout time.Duration
 	// Logger receives why a review failed.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics count reviews and review cache hits; nil: not counted.
+	Metrics *metrics.Metrics
 	// Authorize, when set, decides who may pull instead of the
 	// SubjectAccessReview (a cluster whose pulling service accounts are
 	// listed in QCI_CLUSTERS_FILE): nil, or ErrDenied.
 	Authorize func(ctx context.Context, id Identity) error
-	// Metrics count reviews and review cache hits; nil: not counted.
-	Metrics *metrics.Metrics
 }
 
 // Cluster logs users in with cluster tokens. Its clients are built on first
@@ -73,9 +89,9 @@ type Cluster struct {
 	mu      sync.Mutex
 	clients *clusterClients
 
-	cacheMu sync.Mutex
-	cache   map[[sha256.Size]byte]cacheEntry
-	flight  singleflight.Group
+	cache  *reviewCache
+	flight flightGroup
+	slots  chan struct{} // one token per review in flight
 }
 
 // clusterClients post the two reviews. They are REST clients on a scheme
@@ -87,15 +103,38 @@ type clusterClients struct {
 	authz *rest.RESTClient
 }
 
-type cacheEntry struct {
-	id      Identity
-	err     error
-	expires time.Time
+// Answer is a cached review outcome: an identity, or the login's error.
+type Answer struct {
+	Identity Identity
+	Err      error
 }
 
-type reviewResult struct {
-	id  Identity
-	err error
+// DeniedError is the ErrDenied of a user the SubjectAccessReview did not
+// allow; it names what the user lacks.
+type DeniedError struct {
+	// User is the cluster user.
+	User string
+	// Namespace is the authorization namespace.
+	Namespace string
+	// Reason is the authorizer's reason, if it gave one.
+	Reason string
+}
+
+// Error says who lacks which permission where.
+func (e *DeniedError) Error() string {
+	msg := fmt.Sprintf("%s: user %q lacks %s", ErrDenied, e.User, PullPermission(e.Namespace))
+	if e.Reason != "" {
+		msg += " (" + e.Reason + ")"
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrDenied) true.
+func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
+
+// PullPermission describes the permission a cluster user needs to pull.
+func PullPermission(namespace string) string {
+	return fmt.Sprintf("%s %s/%s (group %s) in namespace %s", reviewVerb, reviewResource, reviewSubresource, reviewGroup, namespace)
 }
 
 // ClusterConfigured reports whether cluster login is possible: a kubeconfig
@@ -119,87 +158,106 @@ func NewCluster(opts ClusterOptions) *Cluster {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Cluster{opts: opts, cache: make(map[[sha256.Size]byte]cacheEntry)}
+	if opts.MaxReviews <= 0 {
+		opts.MaxReviews = DefaultMaxReviews
+	}
+	if opts.ReviewTimeout <= 0 {
+		opts.ReviewTimeout = DefaultReviewTimeout
+	}
+	return &Cluster{
+		opts:  opts,
+		cache: newReviewCache(allowedCacheEntries, deniedCacheEntries),
+		slots: make(chan struct{}, opts.MaxReviews),
+	}
 }
 
-// Login reviews token: ErrBadCredentials when the cluster does not
-// authenticate it, ErrDenied when its user may not pull, ErrUnavailable
-// (wrapped with the cause) when the cluster cannot say. Answers are cached
-// under a hash of the token; concurrent logins with one token share a review.
+// Cached returns the cached answer for token, if there is one that has
+// not expired. It never contacts the cluster.
+func (c *Cluster) Cached(token string) (Answer, bool) {
+	return c.cache.get(sha256.Sum256([]byte(token)), c.opts.Now())
+}
+
+// Login reviews token: ErrBadCredentials when it is not a plausible token
+// or the cluster does not authenticate it, ErrDenied when its user may not
+// pull, ErrBusy when MaxReviews reviews are in flight already,
+// ErrUnavailable (wrapped with the cause) when the cluster cannot say, and
+// ctx's error when the caller stops waiting. Answers are cached under a
+// hash of the token; concurrent logins with one token share a review, which
+// is cancelled when none of them waits any more.
 func (c *Cluster) Login(ctx context.Context, token string) (Identity, error) {
+	if !PlausibleToken(token) {
+		return Identity{}, fmt.Errorf("%w: the password is not a plausible cluster token (%d bytes)", ErrBadCredentials, len(token))
+	}
 	key := sha256.Sum256([]byte(token))
-	e, ok := c.cached(key)
+	a, ok := c.cache.get(key, c.opts.Now())
 	c.opts.Metrics.ReviewCache(ok)
 	if ok {
-		return e.id, e.err
+		return a.Identity, a.Err
 	}
-	ch := c.flight.DoChan(string(key[:]), func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reviewTimeout)
-		defer cancel()
+	call, err := c.flight.join(key, func() (context.Context, context.CancelFunc, bool) {
+		if !c.acquire() {
+			return nil, nil, false
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.ReviewTimeout)
+		return rctx, cancel, true
+	}, func(rctx context.Context) Answer {
+		defer c.release()
 		id, err := c.review(rctx, token)
-		c.remember(key, id, err)
-		return reviewResult{id, err}, nil
+		if rctx.Err() == nil || err == nil {
+			c.remember(key, id, err)
+		}
+		return Answer{id, err}
 	})
+	if err != nil {
+		return Identity{}, err
+	}
 	select {
+	case <-call.done:
+		return call.answer.Identity, call.answer.Err
 	case <-ctx.Done():
-		return Identity{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	case r := <-ch:
-		res := r.Val.(reviewResult)
-		return res.id, res.err
+		c.flight.leave(key, call)
+		return Identity{}, fmt.Errorf("login abandoned: %w", context.Cause(ctx))
 	}
 }
 
 // Authorize runs a fresh SubjectAccessReview for id, never cached: a
-// refresh re-authorizes the user.
+// refresh re-authorizes the user. It takes a review slot like Login.
 func (c *Cluster) Authorize(ctx context.Context, id Identity) error {
 	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
+	if !c.acquire() {
+		return ErrBusy
+	}
+	defer c.release()
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ReviewTimeout)
 	defer cancel()
 	return c.authorize(ctx, cl, id)
 }
 
-func (c *Cluster) cached(key [sha256.Size]byte) (cacheEntry, bool) {
-	c.cacheMu.Lock()
-	defer c.cacheMu.Unlock()
-	e, ok := c.cache[key]
-	if !ok {
-		return e, false
+// acquire takes a review slot without waiting.
+func (c *Cluster) acquire() bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+		return false
 	}
-	if !c.opts.Now().Before(e.expires) {
-		delete(c.cache, key)
-		return e, false
-	}
-	return e, true
 }
 
+func (c *Cluster) release() { <-c.slots }
+
 func (c *Cluster) remember(key [sha256.Size]byte, id Identity, err error) {
-	var ttl time.Duration
+	now := c.opts.Now()
 	switch {
 	case err == nil:
-		ttl = c.opts.CacheTTL
+		if c.opts.CacheTTL > 0 {
+			c.cache.addAllowed(key, id, now.Add(c.opts.CacheTTL))
+		}
 	case errors.Is(err, ErrBadCredentials), errors.Is(err, ErrDenied):
-		ttl = deniedTTL
+		c.cache.addDenied(key, err, now.Add(deniedTTL))
 	}
-	if ttl <= 0 {
-		return
-	}
-	now := c.opts.Now()
-	c.cacheMu.Lock()
-	defer c.cacheMu.Unlock()
-	if len(c.cache) >= maxCacheEntries {
-		for k, e := range c.cache {
-			if !now.Before(e.expires) {
-				delete(c.cache, k)
-			}
-		}
-		if len(c.cache) >= maxCacheEntries {
-			clear(c.cache)
-		}
-	}
-	c.cache[key] = cacheEntry{id: id, err: err, expires: now.Add(ttl)}
 }
 
 // client builds the cluster clients on first use; a failure is not kept, so
@@ -272,8 +330,15 @@ func (c *Cluster) restConfig() (*rest.Config, error) {
 	cfg.ContentType = "application/json"
 	cfg.AcceptContentTypes = "application/json"
 	cfg.UserAgent = "qci-appci"
-	cfg.QPS = -1 // no client-side throttling of logins
-	cfg.Timeout = reviewTimeout
+	// client-go's own throttle stays off. Its token bucket makes a caller
+	// wait (up to the review timeout) rather than fail, so under a flood it
+	// would queue real users behind bogus tokens and hold their goroutines.
+	// What bounds the load on the cluster instead: the failed-login limit
+	// of the auth handler (before any review), MaxReviews in flight (past
+	// it ErrBusy at once), ReviewTimeout, and the caches; the API server's
+	// priority and fairness protects itself from the rest.
+	cfg.QPS = -1
+	cfg.Timeout = c.opts.ReviewTimeout
 	return cfg, nil
 }
 
@@ -288,16 +353,16 @@ func (c *Cluster) review(ctx context.Context, token string) (Identity, error) {
 	}).Do(ctx).Into(tr)
 	c.opts.Metrics.ClusterReview(metrics.ReviewToken, tokenReviewResult(err, tr, c.opts.Audiences))
 	if err != nil {
-		return Identity{}, c.apiError("TokenReview", err)
+		return Identity{}, c.apiError(ctx, "TokenReview", err)
 	}
 	if !tr.Status.Authenticated {
-		c.opts.Logger.InfoContext(ctx, "cluster token not authenticated", "reason", tr.Status.Error)
-		return Identity{}, ErrBadCredentials
+		// status.error says why (expired, unknown, wrong audience); the
+		// API server never puts the token in it.
+		return Identity{}, fmt.Errorf("%w: TokenReview did not authenticate the token: %q", ErrBadCredentials, tr.Status.Error)
 	}
 	if len(c.opts.Audiences) > 0 && !intersects(tr.Status.Audiences, c.opts.Audiences) {
-		c.opts.Logger.InfoContext(ctx, "cluster token not bound to an accepted audience",
-			"user", tr.Status.User.Username, "token_audiences", tr.Status.Audiences)
-		return Identity{}, ErrBadCredentials
+		return Identity{}, fmt.Errorf("%w: cluster token of %q is bound to %q, none of the accepted audiences",
+			ErrBadCredentials, tr.Status.User.Username, tr.Status.Audiences)
 	}
 	u := tr.Status.User
 	id := Identity{Name: u.Username, UID: u.UID, Groups: u.Groups}
@@ -339,26 +404,65 @@ func (c *Cluster) authorize(ctx context.Context, cl *clusterClients, id Identity
 	err := cl.authz.Post().Resource("subjectaccessreviews").Body(&authorizationv1.SubjectAccessReview{Spec: spec}).Do(ctx).Into(sar)
 	c.opts.Metrics.ClusterReview(metrics.ReviewAccess, accessReviewResult(err, sar))
 	if err != nil {
-		return c.apiError("SubjectAccessReview", err)
+		return c.apiError(ctx, "SubjectAccessReview", err)
 	}
-	if !sar.Status.Allowed || sar.Status.Denied {
-		c.opts.Logger.InfoContext(ctx, "cluster user may not pull", "user", id.Name,
-			"namespace", c.opts.Namespace, "reason", sar.Status.Reason, "evaluation_error", sar.Status.EvaluationError)
-		return ErrDenied
+	st := sar.Status
+	switch {
+	case st.Allowed && !st.Denied:
+		return nil
+	case !st.Denied && st.EvaluationError != "":
+		// The authorizer could not decide: not a denial, not cached.
+		c.opts.Logger.ErrorContext(ctx, "cluster could not evaluate the access review",
+			"user", id.Name, "namespace", c.opts.Namespace, "evaluation_error", st.EvaluationError)
+		return fmt.Errorf("%w: SubjectAccessReview evaluation error: %s", ErrUnavailable, st.EvaluationError)
+	default:
+		return &DeniedError{User: id.Name, Namespace: c.opts.Namespace, Reason: st.Reason}
 	}
-	return nil
 }
 
-// apiError turns a failed review call into ErrUnavailable, saying in the log
-// what an operator has to fix.
-func (c *Cluster) apiError(call string, err error) error {
-	if apierrors.IsForbidden(err) {
-		c.opts.Logger.Error("cluster refused the review: the service account lacks system:auth-delegator (TokenReview and SubjectAccessReview create)",
+// apiError sorts a failed review call. A call cancelled because no caller
+// waits any more is no outage. A 4xx that depends on what the user sent
+// (400 for an empty token, 422, 413, ...) is a wrong credential, logged at
+// WARN. The rest is ErrUnavailable, logged at ERROR with what an operator
+// has to fix: transport errors, timeouts, 5xx, and the 4xx that say our own
+// side is wrong or throttled: 401 (our credential), 403 (no
+// system:auth-delegator), 404/405 (no review API there: not a Kubernetes
+// API server), 408 and 429.
+func (c *Cluster) apiError(ctx context.Context, call string, err error) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		c.opts.Logger.DebugContext(ctx, "review cancelled: no caller waits for it", "call", call)
+		return fmt.Errorf("%s cancelled: %w", call, err)
+	}
+	var status apierrors.APIStatus
+	code := 0
+	if errors.As(err, &status) {
+		code = int(status.Status().Code)
+	}
+	switch {
+	case code == http.StatusForbidden:
+		c.opts.Logger.ErrorContext(ctx, "cluster refused the review: the service account lacks system:auth-delegator (TokenReview and SubjectAccessReview create)",
 			"call", call, "error", err)
 		return fmt.Errorf("%w: %s forbidden, the service account lacks system:auth-delegator: %w", ErrUnavailable, call, err)
+	case code == http.StatusUnauthorized:
+		c.opts.Logger.ErrorContext(ctx, "cluster refused qci-appci's own credentials (kubeconfig or service account token)",
+			"call", call, "error", err)
+		return fmt.Errorf("%w: %s unauthorized: %w", ErrUnavailable, call, err)
+	case code >= 400 && code < 500 && !outage4xx(code):
+		c.opts.Logger.WarnContext(ctx, "cluster rejected the review of what the user sent", "call", call, "code", code, "error", err)
+		return fmt.Errorf("%w: %s answered %d: %w", ErrBadCredentials, call, code, err)
 	}
-	c.opts.Logger.Error("cluster API unavailable", "call", call, "error", err)
+	c.opts.Logger.ErrorContext(ctx, "cluster API unavailable", "call", call, "error", err)
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, call, err)
+}
+
+// outage4xx reports whether a 4xx answer to a review means the cluster
+// side is wrong or throttled, whatever token the user sent.
+func outage4xx(code int) bool {
+	switch code {
+	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return true
+	}
+	return false
 }
 
 func intersects(a, b []string) bool {

@@ -64,6 +64,11 @@ type Server struct {
 	forbid        bool
 	tokenReviews  []authenticationv1.TokenReview
 	accessReviews []authorizationv1.SubjectAccessReview
+	failCode      int
+	evalError     string
+	hold          chan struct{} // non-nil: reviews wait until it is closed
+	arrived       chan struct{}
+	abandoned     int
 }
 
 // Start starts the server on a loopback port.
@@ -223,6 +228,103 @@ func (s *Server) SubjectAccessReviews() []authorizationv1.SubjectAccessReview {
 	return slices.Clone(s.accessReviews)
 }
 
+// FailReviews makes both reviews answer a Status with code (400, 422,
+// 429, 500, ...) after they are recorded, as an API server that refuses a
+// review does, until FailReviews(0).
+func (s *Server) FailReviews(code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failCode = code
+}
+
+// SetEvaluationError makes SubjectAccessReviews that nothing allows and
+// nothing denies carry status.evaluationError msg (allowed false), as when
+// an authorizer failed to decide, until SetEvaluationError("").
+func (s *Server) SetEvaluationError(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.evalError = msg
+}
+
+// HoldReviews makes every review, once recorded, wait until release is
+// called or its caller hangs up (counted by Abandoned), as a slow API
+// server would. Each held review sends once on arrived (a buffer of 4096;
+// more are not signalled). Calling release again does nothing.
+func (s *Server) HoldReviews() (arrived <-chan struct{}, release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hold := make(chan struct{})
+	s.hold = hold
+	s.arrived = make(chan struct{}, 4096)
+	var once sync.Once
+	return s.arrived, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.hold == hold {
+				s.hold = nil
+			}
+			s.mu.Unlock()
+			close(hold)
+		})
+	}
+}
+
+// Abandoned counts the held reviews whose caller hung up before release.
+func (s *Server) Abandoned() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.abandoned
+}
+
+// TokenReviewCount is len(TokenReviews()) without the copy.
+func (s *Server) TokenReviewCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.tokenReviews)
+}
+
+// held waits while reviews are held; false: the caller hung up. It also
+// answers the status set by FailReviews, reporting false after doing so.
+func (s *Server) held(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	hold, arrived, code := s.hold, s.arrived, s.failCode
+	s.mu.Unlock()
+	if hold != nil {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+			s.mu.Lock()
+			s.abandoned++
+			s.mu.Unlock()
+			return false
+		}
+	}
+	if code != 0 {
+		writeStatus(w, code, statusReason(code), fmt.Sprintf("clustertest: review refused with %d", code))
+		return false
+	}
+	return true
+}
+
+func statusReason(code int) metav1.StatusReason {
+	switch code {
+	case http.StatusBadRequest:
+		return metav1.StatusReasonBadRequest
+	case http.StatusUnprocessableEntity:
+		return metav1.StatusReasonInvalid
+	case http.StatusTooManyRequests:
+		return metav1.StatusReasonTooManyRequests
+	case http.StatusNotFound:
+		return metav1.StatusReasonNotFound
+	default:
+		return metav1.StatusReasonInternalError
+	}
+}
+
 const (
 	tokenReviewPath  = "/apis/authentication.k8s.io/v1/tokenreviews"
 	accessReviewPath = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
@@ -274,13 +376,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.URL.Path == tokenReviewPath {
-		s.tokenReview(w, body)
+		s.tokenReview(w, r, body)
 		return
 	}
-	s.accessReview(w, body)
+	s.accessReview(w, r, body)
 }
 
-func (s *Server) tokenReview(w http.ResponseWriter, body []byte) {
+func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request, body []byte) {
 	var tr authenticationv1.TokenReview
 	if err := json.Unmarshal(body, &tr); err != nil {
 		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "clustertest: decode TokenReview: "+err.Error())
@@ -290,6 +392,9 @@ func (s *Server) tokenReview(w http.ResponseWriter, body []byte) {
 	s.tokenReviews = append(s.tokenReviews, tr)
 	entry, known := s.tokens[tr.Spec.Token]
 	s.mu.Unlock()
+	if !s.held(w, r) {
+		return
+	}
 	if tr.Spec.Token == "" {
 		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "token is required for TokenReview in authentication")
 		return
@@ -330,7 +435,7 @@ func (s *Server) tokenReview(w http.ResponseWriter, body []byte) {
 	writeJSON(w, http.StatusCreated, &tr)
 }
 
-func (s *Server) accessReview(w http.ResponseWriter, body []byte) {
+func (s *Server) accessReview(w http.ResponseWriter, r *http.Request, body []byte) {
 	var sar authorizationv1.SubjectAccessReview
 	if err := json.Unmarshal(body, &sar); err != nil {
 		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "clustertest: decode SubjectAccessReview: "+err.Error())
@@ -348,7 +453,11 @@ func (s *Server) accessReview(w http.ResponseWriter, body []byte) {
 			break
 		}
 	}
+	evalError := s.evalError
 	s.mu.Unlock()
+	if !s.held(w, r) {
+		return
+	}
 	if msg := invalidAccessReview(&sar.Spec); msg != "" {
 		writeStatus(w, http.StatusUnprocessableEntity, metav1.StatusReasonInvalid,
 			`SubjectAccessReview.authorization.k8s.io "" is invalid: `+msg)
@@ -367,6 +476,10 @@ func (s *Server) accessReview(w http.ResponseWriter, body []byte) {
 		sar.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: fmt.Sprintf("%s to User %q", binding, sar.Spec.User)}
 	case pull && allowedGroup != "":
 		sar.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: fmt.Sprintf("%s to Group %q", binding, allowedGroup)}
+	case evalError != "":
+		// An authorizer failed, and none allowed: RBAC answers no opinion
+		// plus the error.
+		sar.Status = authorizationv1.SubjectAccessReviewStatus{EvaluationError: evalError}
 	default:
 		// RBAC has no opinion: not allowed, not denied, no reason.
 		sar.Status = authorizationv1.SubjectAccessReviewStatus{}

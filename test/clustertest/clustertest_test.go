@@ -3,11 +3,13 @@ package clustertest_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -409,4 +411,79 @@ func TestWriteKubeconfigFile(t *testing.T) {
 	if info.Mode().Perm()&0o077 != 0 {
 		t.Errorf("kubeconfig mode = %v, want private (it holds a token)", info.Mode().Perm())
 	}
+}
+
+func TestFailReviews(t *testing.T) {
+	s, cfg := start(t)
+	s.AddToken("tok", clustertest.User{Name: "alice"})
+	s.Allow("alice")
+	authn, authz := tokenReviews(t, cfg), accessReviews(t, cfg)
+	s.FailReviews(http.StatusUnprocessableEntity)
+	_, err := authn.Create(context.Background(), &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: "tok"}}, metav1.CreateOptions{})
+	if !apierrors.IsInvalid(err) {
+		t.Errorf("TokenReview: err = %v, want 422 Invalid", err)
+	}
+	s.FailReviews(http.StatusTooManyRequests)
+	if _, err := authz.Create(context.Background(), pull("alice", nil, "ocp"), metav1.CreateOptions{}); !apierrors.IsTooManyRequests(err) {
+		t.Errorf("SAR: err = %v, want 429", err)
+	}
+	if n := s.TokenReviewCount(); n != 1 {
+		t.Errorf("TokenReviewCount = %d, want 1 (a refused review is recorded)", n)
+	}
+	s.FailReviews(0)
+	if st := review(t, authn, "tok"); !st.Authenticated {
+		t.Errorf("after FailReviews(0): %+v", st)
+	}
+}
+
+func TestEvaluationError(t *testing.T) {
+	s, cfg := start(t)
+	s.Allow("alice")
+	authz := accessReviews(t, cfg)
+	s.SetEvaluationError("webhook: connection refused")
+	if st := access(t, authz, pull("bob", nil, "ocp")); st.Allowed || st.Denied || st.EvaluationError != "webhook: connection refused" {
+		t.Errorf("bob: %+v, want not allowed with the evaluation error", st)
+	}
+	if st := access(t, authz, pull("alice", nil, "ocp")); !st.Allowed {
+		t.Errorf("alice, allowed by RBAC despite the failing authorizer: %+v", st)
+	}
+}
+
+func TestHoldReviews(t *testing.T) {
+	s, cfg := start(t)
+	s.AddToken("tok", clustertest.User{Name: "alice"})
+	authn := tokenReviews(t, cfg)
+	arrived, release := s.HoldReviews()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := authn.Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: "tok"}}, metav1.CreateOptions{})
+		errc <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("held review after the caller hung up: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.Abandoned() != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not see the caller hang up")
+		}
+	}
+	done := make(chan *authenticationv1.TokenReview, 1)
+	go func() {
+		tr, err := authn.Create(context.Background(), &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: "tok"}}, metav1.CreateOptions{})
+		errc <- err
+		done <- tr
+	}()
+	<-arrived
+	release()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if tr := <-done; !tr.Status.Authenticated {
+		t.Errorf("released review: %+v", tr.Status)
+	}
+	release() // a second release does nothing
 }

@@ -34,8 +34,6 @@ type AccessLog struct {
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
-	// bufs are the recorders' copy buffers.
-	bufs sync.Pool
 	// metrics, when set, count each request as its line is written.
 	metrics *metrics.Metrics
 }
@@ -51,8 +49,7 @@ func WithMetrics(m *metrics.Metrics) AccessLogOption {
 
 // NewAccessLog starts the writer of access lines to w.
 func NewAccessLog(w io.Writer, opts ...AccessLogOption) *AccessLog {
-	a := &AccessLog{w: w, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		bufs: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	a := &AccessLog{w: w, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	for _, o := range opts {
 		o(a)
 	}
@@ -67,7 +64,7 @@ func (a *AccessLog) Handler(next http.Handler) http.Handler {
 		start := time.Now()
 		a.metrics.HTTPStarted()
 		ctx, info := requestinfo.With(r.Context())
-		rec := &recorder{ResponseWriter: rw, status: http.StatusOK, bufs: &a.bufs}
+		rec := &recorder{ResponseWriter: rw, status: http.StatusOK}
 		defer func() {
 			status := rec.status
 			if p := recover(); p != nil {

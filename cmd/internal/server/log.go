@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 )
 
 // NewLogger returns a JSON logger with the keys Cloud Logging reads:
@@ -54,16 +53,14 @@ func remoteIP(addr string) string {
 	return addr
 }
 
-// recorder notes the status and size of an answer. It keeps Flush and
-// ReadFrom reachable (http.ResponseController unwraps it), so streaming and
-// the kernel's splice still work through it.
+// recorder notes the status and size of an answer. It keeps Flush
+// reachable (and http.ResponseController unwraps it), so streaming works
+// through it.
 type recorder struct {
 	http.ResponseWriter
 	status      int
 	bytes       int64
 	wroteHeader bool
-	// bufs are ReadFrom's copy buffers when the writer has no ReadFrom.
-	bufs *sync.Pool
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -77,23 +74,6 @@ func (r *recorder) Write(p []byte) (int, error) {
 	r.wroteHeader = true
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)
-	return n, err
-}
-
-// ReadFrom keeps the real writer's ReadFrom, and so the kernel's splice of
-// a socket into the client's, reachable through the recorder.
-func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
-	r.wroteHeader = true
-	var n int64
-	var err error
-	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(src)
-	} else { // HTTP/2 (h2c): no kernel copy, a pooled buffer
-		bp := r.bufs.Get().(*[]byte)
-		n, err = io.CopyBuffer(struct{ io.Writer }{r.ResponseWriter}, src, *bp)
-		r.bufs.Put(bp)
-	}
-	r.bytes += n
 	return n, err
 }
 
