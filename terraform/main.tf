@@ -193,6 +193,12 @@ resource "google_cloud_run_v2_service" "qci_appci" {
         value = var.review_cache_ttl
       }
       env {
+        # Failed logins are limited per client address: Cloud Run's front
+        # end puts the client's address in X-Forwarded-For.
+        name  = "QCI_CLIENT_IP_HEADER"
+        value = "X-Forwarded-For"
+      }
+      env {
         name  = "QCI_METRICS_PORT"
         value = var.prometheus_sidecar ? tostring(var.metrics_port) : "0"
       }

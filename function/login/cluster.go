@@ -172,9 +172,14 @@ func NewCluster(opts ClusterOptions) *Cluster {
 }
 
 // Cached returns the cached answer for token, if there is one that has
-// not expired. It never contacts the cluster.
+// not expired. It never contacts the cluster. A hit is counted as a review
+// cache hit; a miss is counted by the Login that follows it.
 func (c *Cluster) Cached(token string) (Answer, bool) {
-	return c.cache.get(sha256.Sum256([]byte(token)), c.opts.Now())
+	a, ok := c.cache.get(sha256.Sum256([]byte(token)), c.opts.Now())
+	if ok {
+		c.opts.Metrics.ReviewCache(true)
+	}
+	return a, ok
 }
 
 // Login reviews token: ErrBadCredentials when it is not a plausible token

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -424,5 +425,28 @@ func BenchmarkVerifyCached(b *testing.B) {
 		if _, err := c.VerifyAccess(tok.Raw, host, now); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A flood of new tokens never empties the cache: once full, only the least
+// recently used entries go.
+func TestVerifiedCacheEvictsOldestNotAll(t *testing.T) {
+	iss := issuer(t, keyA)
+	c := token.NewVerifiedCache(iss.Keys)
+	const n = 4096 + 10
+	for i := range n {
+		tok, err := iss.Access(host, token.Subject{Name: fmt.Sprintf("user-%d", i)}, pull(), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.VerifyAccess(tok.Raw, host, now); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && c.Len() < min(i+1, 4096) {
+			t.Fatalf("after %d tokens the cache holds %d: it was emptied", i+1, c.Len())
+		}
+	}
+	if c.Len() != 4096 {
+		t.Errorf("the cache holds %d tokens, want its bound 4096", c.Len())
 	}
 }
