@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	credentialproviderv1 "k8s.io/kubelet/pkg/apis/credentialprovider/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/qci-appci/qci-appci/test/kubecluster"
@@ -300,6 +301,19 @@ func TestTwoClusters(t *testing.T) {
 	podmanPull(t, ctx, s, "puller", puller, true)
 	podmanPull(t, ctx, s, "builder", builder, true)
 
+	// The build farm flow: B's kubelet hands the credential provider a
+	// pod's token; its answer pulls, reviewed by B.
+	_, _, kreq := kubeletRequest(t, ctx, csB, "builder", s.proxy.Host+"/"+repo+":"+tag)
+	out, errOut, err := runProvider(t, ctx, buildProvider(t, ctx), s.proxy.Host, kreq)
+	if err != nil {
+		t.Fatalf("credential provider: %v\n%s", err, errOut)
+	}
+	var kresp credentialproviderv1.CredentialProviderResponse
+	noErr(t, json.Unmarshal(out, &kresp))
+	podmanPull(t, ctx, s, kresp.Auth[s.proxy.Host].Username, kresp.Auth[s.proxy.Host].Password, true)
+	want("A after the pod's pull", frontA, 2, 2, 0)
+	want("B after the pod's pull", frontB, 2, 2, 1)
+
 	// B's token bound to B's own API server audience: B refuses it (401).
 	plainB, err := clusterB.ServiceAccountToken(ctx, "ci", "second", nil, time.Hour)
 	noErr(t, err)
@@ -321,7 +335,7 @@ func TestTwoClusters(t *testing.T) {
 		t.Errorf("a token of no cluster: %d, want 401", code)
 	}
 	want("A before B goes down", frontA, 2, 2, 0)
-	want("B before B goes down", frontB, 3, 1, 1)
+	want("B before B goes down", frontB, 4, 2, 1)
 	for _, tok := range []string{puller, groupedToken} {
 		if frontB.saw(tok) {
 			t.Error("a token of A was sent to B")

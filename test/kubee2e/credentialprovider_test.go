@@ -14,10 +14,47 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	credentialproviderv1 "k8s.io/kubelet/pkg/apis/credentialprovider/v1"
 
 	"github.com/qci-appci/qci-appci/test/clienttools"
 )
+
+// buildProvider builds cmd/qci-credential-provider into a temp dir.
+func buildProvider(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "qci-credential-provider")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/qci-appci/qci-appci/cmd/qci-credential-provider").CombinedOutput(); err != nil {
+		t.Fatalf("building cmd/qci-credential-provider: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// kubeletRequest makes what a kubelet has when it pulls image for a pod of
+// the service account ci/sa: the pod, the token it asks for it
+// (tokenAttributes.serviceAccountTokenAudience = the function, bound to
+// the pod, 10 minutes), and the CredentialProviderRequest it sends.
+func kubeletRequest(t *testing.T, ctx context.Context, cs kubernetes.Interface, sa, image string) (*corev1.Pod, *authenticationv1.TokenRequest, credentialproviderv1.CredentialProviderRequest) {
+	t.Helper()
+	pod, err := cs.CoreV1().Pods("ci").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "build-"},
+		Spec: corev1.PodSpec{ServiceAccountName: sa,
+			Containers: []corev1.Container{{Name: "build", Image: image}}},
+	}, metav1.CreateOptions{})
+	noErr(t, err)
+	ttl := int64(600)
+	tr, err := cs.CoreV1().ServiceAccounts("ci").CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{exposed}, ExpirationSeconds: &ttl,
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}},
+	}, metav1.CreateOptions{})
+	noErr(t, err)
+	return pod, tr, credentialproviderv1.CredentialProviderRequest{
+		TypeMeta:                  metav1.TypeMeta{APIVersion: "credentialprovider.kubelet.k8s.io/v1", Kind: "CredentialProviderRequest"},
+		Image:                     image,
+		ServiceAccountToken:       tr.Status.Token,
+		ServiceAccountAnnotations: map[string]string{},
+	}
+}
 
 // runProvider runs the credential provider binary as the kubelet does:
 // the request on stdin, the answer on stdout, errors on stderr.
@@ -49,33 +86,10 @@ func TestCredentialProviderAnswerPulls(t *testing.T) {
 	setupUsers(t, ctx)
 	s := start(t, ctx, map[string]string{"QCI_TOKEN_AUDIENCES": exposed})
 
-	bin := filepath.Join(t.TempDir(), "qci-credential-provider")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/qci-appci/qci-appci/cmd/qci-credential-provider").CombinedOutput(); err != nil {
-		t.Fatalf("building cmd/qci-credential-provider: %v\n%s", err, out)
-	}
-
-	// The pod whose image the kubelet pulls, and the token the kubelet asks
-	// for it (tokenAttributes.serviceAccountTokenAudience = the function).
+	bin := buildProvider(t, ctx)
 	cs := admin(t)
 	image := s.proxy.Host + "/" + repo + ":" + tag
-	pod, err := cs.CoreV1().Pods("ci").Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "build-"},
-		Spec: corev1.PodSpec{ServiceAccountName: "puller",
-			Containers: []corev1.Container{{Name: "build", Image: image}}},
-	}, metav1.CreateOptions{})
-	noErr(t, err)
-	ttl := int64(600)
-	tr, err := cs.CoreV1().ServiceAccounts("ci").CreateToken(ctx, "puller", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{exposed}, ExpirationSeconds: &ttl,
-			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}},
-	}, metav1.CreateOptions{})
-	noErr(t, err)
-	req := credentialproviderv1.CredentialProviderRequest{
-		TypeMeta:                  metav1.TypeMeta{APIVersion: "credentialprovider.kubelet.k8s.io/v1", Kind: "CredentialProviderRequest"},
-		Image:                     image,
-		ServiceAccountToken:       tr.Status.Token,
-		ServiceAccountAnnotations: map[string]string{},
-	}
+	pod, tr, req := kubeletRequest(t, ctx, cs, "puller", image)
 	before := time.Now()
 	out, errOut, err := runProvider(t, ctx, bin, s.proxy.Host, req)
 	if err != nil || len(errOut) != 0 {
