@@ -375,3 +375,32 @@ func TestCachedAnswersNameTheClusterAndAskNobody(t *testing.T) {
 	}
 	tc.wantReviews(t, 4, 2)
 }
+
+// A discovered issuer that another cluster lists makes the token's cluster
+// ambiguous: it goes to neither, and the log says to list the issuers.
+func TestADiscoveredIssuerSharedWithAnotherClusterRoutesNowhere(t *testing.T) {
+	var front *discoveryFront
+	tc := newTwo(t, func(tc *twoClusters, f *clusterconfig.File) {
+		front = startDiscoveryFront(t, tc.b, issuerA) // B claims A's issuer
+		f.Clusters[1].Kubeconfig = front.kubeconfig
+		f.Clusters[1].Issuers = nil
+	})
+	if _, err := tc.router.Login(context.Background(), tc.tokA); err != nil {
+		t.Fatalf("A's token before B's issuer is known: %v", err)
+	}
+	// A token of an unknown issuer makes the router discover B's.
+	if _, err := tc.router.Login(context.Background(), fakeJWT("https://c.clusters.example", "x")); !errors.Is(err, login.ErrBadCredentials) {
+		t.Fatalf("unknown issuer: %v", err)
+	}
+	if front.asked.Load() != 1 {
+		t.Fatalf("discovery asked %d times, want 1", front.asked.Load())
+	}
+	other := fakeJWT(issuerA, "system:serviceaccount:ci:other")
+	if _, err := tc.router.Login(context.Background(), other); !errors.Is(err, login.ErrUnavailable) {
+		t.Errorf("a token of the shared issuer: %v, want unavailable", err)
+	}
+	tc.wantReviews(t, 2, 0)
+	if !strings.Contains(tc.logs.String(), "clusters share an issuer") {
+		t.Errorf("the log does not say the clusters share an issuer:\n%s", tc.logs)
+	}
+}
