@@ -101,17 +101,13 @@ func New(f *clusterconfig.File, opts Options) *Router {
 		if len(c.Issuers) == 0 {
 			r.discover = func(ctx context.Context) (string, error) { return discoverIssuer(ctx, c) }
 		}
-		rt.add(r, c.OpaqueTokens)
+		rt.routes = append(rt.routes, r)
+		rt.byName[r.name] = r
+		if c.OpaqueTokens {
+			rt.opaque = r
+		}
 	}
 	return rt
-}
-
-func (rt *Router) add(r *route, opaque bool) {
-	rt.routes = append(rt.routes, r)
-	rt.byName[r.name] = r
-	if opaque {
-		rt.opaque = r
-	}
 }
 
 // Cached returns the cached answer of the cluster token belongs to, when
