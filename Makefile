@@ -39,9 +39,10 @@ run: ## the demo: the function in front of an in-process registry on :$(PORT), w
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/qci-demo ./cmd/qci-demo
 	$(BIN)/qci-demo
 
-build: ## build bin/qci-appci (static, trimmed) and bin/qci-demo
+build: ## build bin/qci-appci and bin/qci-credential-provider (static, trimmed) and bin/qci-demo
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/qci-appci ./cmd/qci-appci
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/qci-demo ./cmd/qci-demo
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/qci-credential-provider ./cmd/qci-credential-provider
 
 # End-to-end packages run real processes and move GiBs: no -race there.
 E2E_PKGS    := ./test/e2e/... ./test/kubee2e/...

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/qci-appci/qci-appci/function/auth"
+	"github.com/qci-appci/qci-appci/function/clusterconfig"
+	"github.com/qci-appci/qci-appci/function/clusterroute"
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/login"
 	"github.com/qci-appci/qci-appci/function/loginlimit"
@@ -76,7 +78,17 @@ func New(cfg config.Config) (http.Handler, error) {
 		CacheTTL:      min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
 	}
 	var cluster auth.ClusterLogin
-	if login.ClusterConfigured(cfg.Kubeconfig) {
+	if cfg.ClustersFile != "" {
+		clusters, err := clusterconfig.Load(cfg.ClustersFile)
+		if err != nil {
+			return nil, fmt.Errorf("function: %s: %w", cfg.ClustersFile, err)
+		}
+		cluster = clusterroute.New(clusters, clusterroute.Options{
+			CacheTTL: min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
+			Logger:   log,
+			Metrics:  cfg.Metrics,
+		})
+	} else if login.ClusterConfigured(cfg.Kubeconfig) {
 		c := login.NewCluster(login.ClusterOptions{
 			Kubeconfig: cfg.Kubeconfig,
 			Audiences:  cfg.TokenAudiences,

@@ -61,11 +61,14 @@ type Options struct {
 }
 
 // ClusterLogin is what the endpoint needs of a cluster: a cached answer for
-// a token, if any, and who a token belongs to. What the user may pull,
-// Policy decides per scope (with its own reviews).
+// a token, if any; log in with a token; and re-authorize a known user on
+// refresh. With one cluster, Login and Authorize only authenticate, and
+// Policy decides each scope with its own reviews; a cluster of
+// QCI_CLUSTERS_FILE authorizes at Login and Authorize as configured there.
 type ClusterLogin interface {
 	Cached(token string) (login.Answer, bool)
 	Login(ctx context.Context, token string) (login.Identity, error)
+	Authorize(ctx context.Context, id login.Identity) error
 }
 
 // Handler serves /v2/auth.
@@ -142,6 +145,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sub, how, err := h.authenticate(r.Context(), req, host, client)
 	log := h.opts.Logger.With("user", sub.Name, "username", req.username, "login", how, "grant_type", req.grant,
 		"remote", remoteAddr(r), "forwarded_for", r.Header.Get("X-Forwarded-For"), "client", client)
+	if sub.Cluster != "" {
+		log = log.With("cluster", sub.Cluster)
+	}
 	var grant []registry.Scope
 	if err == nil {
 		grant, err = h.grant(r.Context(), log, req, sub)
@@ -155,6 +161,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Only now is the user known: a refused login names nobody in the
 	// access line.
 	requestinfo.SetUser(r.Context(), sub.Name)
+	if sub.Cluster != "" {
+		requestinfo.SetCluster(r.Context(), sub.Cluster)
+	}
 	h.issue(w, r, log, req, host, sub, grant)
 }
 
@@ -272,7 +281,7 @@ func (h *Handler) authenticate(ctx context.Context, req request, host, client st
 		ans.Identity, ans.Err = h.review(ctx, req, client)
 	}
 	id := ans.Identity
-	sub := token.Subject{Name: id.Name, Login: token.LoginCluster, UID: id.UID, Groups: id.Groups, Extra: id.Extra}
+	sub := token.Subject{Name: id.Name, Login: token.LoginCluster, UID: id.UID, Groups: id.Groups, Extra: id.Extra, Cluster: id.Cluster}
 	return sub, "cluster", ans.Err
 }
 
@@ -323,8 +332,10 @@ func (h *Handler) refresh(ctx context.Context, raw, host string) (token.Subject,
 		if h.opts.Cluster == nil {
 			return sub, "refresh", errClusterOff
 		}
-		// Re-authorized per scope by grant, with fresh reviews.
-		return sub, "refresh", nil
+		// A cluster of QCI_CLUSTERS_FILE re-authorizes the user as at login;
+		// the scopes of a single cluster's user are reviewed afresh by grant.
+		err := h.opts.Cluster.Authorize(ctx, login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra, Cluster: sub.Cluster})
+		return sub, "refresh", err
 	default:
 		return sub, "refresh", login.ErrBadCredentials
 	}

@@ -10,16 +10,23 @@ import (
 )
 
 // grant decides the requested scopes of a logged-in subject: the robot
-// pulls every served repository it asks for; a cluster user each one the
-// policy allows, reviewed afresh on a refresh. Nothing asked is an empty
+// pulls every served repository it asks for; a user of a cluster of
+// QCI_CLUSTERS_FILE, whom that cluster authorized at login, too (but the
+// upstream repository only with QCI_FLAT_REPOSITORY); a user of the single
+// cluster each one the policy allows, reviewed afresh on a refresh. Nothing asked is an empty
 // grant (the login probe). Everything asked and nothing granted is an
 // error: ErrDenied (a deniedError naming the repositories) when every
 // decided scope was denied, ErrUnavailable when a review could not be
 // made.
 func (h *Handler) grant(ctx context.Context, log *slog.Logger, req request, sub token.Subject) ([]registry.Scope, error) {
 	requested := registry.ParseScopes(req.scopes)
-	if sub.Login == token.LoginRobot {
+	switch {
+	case sub.Login == token.LoginRobot:
 		return h.opts.Policy.Robot(requested), nil
+	case sub.Cluster != "":
+		// A cluster of QCI_CLUSTERS_FILE authorized the user at login, for
+		// the whole mirror as before image streams had repositories.
+		return h.opts.Policy.Authorized(requested), nil
 	}
 	id := login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra}
 	d := h.opts.Policy.Decide(ctx, id, requested, req.grant == "refresh_token")

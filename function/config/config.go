@@ -18,6 +18,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/qci-appci/qci-appci/function/clusterconfig"
 	"github.com/qci-appci/qci-appci/function/loginlimit"
 	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/registry"
@@ -87,6 +88,10 @@ type Config struct {
 	TokenAudiences []string `envconfig:"TOKEN_AUDIENCES"`
 	// ReviewCacheTTL is the longest an allowed cluster review is reused.
 	ReviewCacheTTL Duration `envconfig:"REVIEW_CACHE_TTL" default:"5m"`
+	// ClustersFile names a YAML file listing the clusters whose tokens log
+	// in (see package clusterconfig); it replaces Kubeconfig,
+	// AuthzNamespace and TokenAudiences, which are then not to be set.
+	ClustersFile string `envconfig:"CLUSTERS_FILE"`
 	// UpstreamTokenHosts are token endpoints, "host" or "host:port", that
 	// may receive the robot credentials (over https) besides the upstream's
 	// own trust domain (its host, or its registrable domain).
@@ -488,6 +493,9 @@ func (c *Config) validate(problems []string) error {
 			bad("%s_TOKEN_AUDIENCES holds an empty audience", Prefix)
 		}
 	}
+	if c.ClustersFile != "" {
+		problems = append(problems, c.clustersFileProblems()...)
+	}
 	if c.ManifestCacheBytes.err != nil {
 		bad("%s_MANIFEST_CACHE_BYTES %q is not a size in bytes (e.g. 8MiB, 0 for off)", Prefix, c.ManifestCacheBytes.raw)
 	}
@@ -514,6 +522,36 @@ func (c *Config) validate(problems []string) error {
 		return &Error{Problems: problems}
 	}
 	return nil
+}
+
+// clustersFileProblems checks QCI_CLUSTERS_FILE: not together with the
+// single-cluster variables, and a file that loads and validates.
+func (c *Config) clustersFileProblems() []string {
+	var problems []string
+	var single []string
+	if c.Kubeconfig != "" {
+		single = append(single, Prefix+"_KUBECONFIG")
+	}
+	if c.AuthzNamespace != Defaults().AuthzNamespace {
+		single = append(single, Prefix+"_AUTHZ_NAMESPACE")
+	}
+	if len(c.TokenAudiences) > 0 {
+		single = append(single, Prefix+"_TOKEN_AUDIENCES")
+	}
+	if len(single) > 0 {
+		problems = append(problems, fmt.Sprintf("%s_CLUSTERS_FILE and %s are both set: the clusters file names each cluster's kubeconfig, namespace and audiences; set one",
+			Prefix, strings.Join(single, ", ")))
+	}
+	if _, err := clusterconfig.Load(c.ClustersFile); err != nil {
+		var ce *clusterconfig.Error
+		if !errors.As(err, &ce) {
+			return append(problems, fmt.Sprintf("%s_CLUSTERS_FILE %s: %v", Prefix, c.ClustersFile, err))
+		}
+		for _, p := range ce.Problems {
+			problems = append(problems, fmt.Sprintf("%s_CLUSTERS_FILE %s: %s", Prefix, c.ClustersFile, p))
+		}
+	}
+	return problems
 }
 
 // Error lists every problem found in a configuration.
@@ -614,6 +652,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("authz_namespace", c.AuthzNamespace),
 		slog.Any("token_audiences", c.TokenAudiences),
 		slog.String("review_cache_ttl", c.ReviewCacheTTL.String()),
+		slog.String("clusters_file", c.ClustersFile),
 		slog.Any("upstream_token_hosts", c.UpstreamTokenHosts),
 		slog.Int64("manifest_cache_bytes", c.ManifestCacheBytes.N),
 		slog.Int("metrics_port", int(c.MetricsPort)),

@@ -77,6 +77,10 @@ type ClusterOptions struct {
 	Now func() time.Time
 	// Metrics count reviews and review cache hits; nil: not counted.
 	Metrics *metrics.Metrics
+	// Authorize, when set, decides who may pull instead of the
+	// SubjectAccessReview (a cluster whose pulling service accounts are
+	// listed in QCI_CLUSTERS_FILE): nil, or ErrDenied.
+	Authorize func(ctx context.Context, id Identity) error
 }
 
 // Cluster logs users in with cluster tokens. Its clients are built on first
@@ -236,6 +240,27 @@ func (c *Cluster) Login(ctx context.Context, token string) (Identity, error) {
 	}
 }
 
+// Authorize re-authorizes id as Login does (the Authorize hook, or the
+// namespace review), never cached: a refresh re-authorizes the user. With
+// neither (no Namespace) it checks nothing: the refresh's scopes are
+// reviewed per image stream. It takes a review slot like Login.
+func (c *Cluster) Authorize(ctx context.Context, id Identity) error {
+	if c.opts.Authorize == nil && c.opts.Namespace == "" {
+		return nil
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	if !c.acquire() {
+		return ErrBusy
+	}
+	defer c.release()
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ReviewTimeout)
+	defer cancel()
+	return c.authorize(ctx, cl, id)
+}
+
 // ReviewImageStream runs one SubjectAccessReview for id, never cached
 // here: may id get imagestreams/layers (group image.openshift.io) on the
 // image stream name in namespace, or on every image stream of it when name
@@ -392,13 +417,24 @@ func (c *Cluster) review(ctx context.Context, token string) (Identity, error) {
 			id.Extra[k] = []string(v)
 		}
 	}
-	if c.opts.Namespace == "" {
-		return id, nil // access is reviewed per image stream
-	}
-	if err := c.accessReview(ctx, cl, id, c.opts.Namespace, ""); err != nil {
+	if err := c.authorize(ctx, cl, id); err != nil {
 		return id, err
 	}
 	return id, nil
+}
+
+// authorize decides whether id may pull at all, at login and on Authorize:
+// the Authorize hook when set, else the namespace review in Namespace, else
+// nothing (no Namespace): what the user may pull is then reviewed per image
+// stream (ReviewImageStream).
+func (c *Cluster) authorize(ctx context.Context, cl *clusterClients, id Identity) error {
+	switch {
+	case c.opts.Authorize != nil:
+		return c.opts.Authorize(ctx, id)
+	case c.opts.Namespace == "":
+		return nil
+	}
+	return c.accessReview(ctx, cl, id, c.opts.Namespace, "")
 }
 
 // accessReview asks whether id may get imagestreams/layers in namespace,

@@ -31,6 +31,9 @@ type Identity struct {
 	UID    string
 	Groups []string
 	Extra  map[string][]string
+	// Cluster names the cluster that reviewed the token, when the function
+	// knows several (QCI_CLUSTERS_FILE); empty with a single cluster.
+	Cluster string
 }
 
 // Robot checks the robot credentials. It keeps SHA-256 digests only, and

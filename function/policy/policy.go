@@ -68,6 +68,9 @@ const (
 	maxCacheEntries = 4096
 )
 
+// errNoReviewer answers the reviews of a policy without a Reviewer.
+var errNoReviewer = fmt.Errorf("%w: no cluster reviews image streams here", login.ErrUnavailable)
+
 // Options configure a Policy.
 type Options struct {
 	// Upstream is the upstream repository, served under its own name.
@@ -80,7 +83,7 @@ type Options struct {
 	// Open are the namespaces and image streams every authenticated
 	// cluster user may pull without a review.
 	Open Open
-	// Reviewer runs the reviews.
+	// Reviewer runs the reviews; nil: every review is unavailable.
 	Reviewer Reviewer
 	// CacheTTL is the longest an allowed review is reused.
 	CacheTTL time.Duration
@@ -138,6 +141,17 @@ func (p *Policy) Pulls(requested []registry.Scope) []string {
 // Robot is the robot's grant: pull on every served repository asked.
 func (p *Policy) Robot(requested []registry.Scope) []registry.Scope {
 	return pullScopes(p.Pulls(requested))
+}
+
+// Authorized is the grant of a user whom their cluster authorized for the
+// whole mirror at login (a cluster of QCI_CLUSTERS_FILE): pull on every
+// served repository asked, but the upstream repository only when Flat.
+func (p *Policy) Authorized(requested []registry.Scope) []registry.Scope {
+	repos := p.Pulls(requested)
+	if !p.opts.Flat {
+		repos = slices.DeleteFunc(repos, func(r string) bool { return r == p.opts.Upstream })
+	}
+	return pullScopes(repos)
 }
 
 func pullScopes(repos []string) []registry.Scope {
@@ -255,7 +269,10 @@ func (p *Policy) review(ctx context.Context, id login.Identity, res Resource, fr
 	ch := p.flight.DoChan(string(key[:]), func() (any, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reviewTimeout)
 		defer cancel()
-		err := p.opts.Reviewer.Review(rctx, id, res)
+		err := errNoReviewer
+		if p.opts.Reviewer != nil {
+			err = p.opts.Reviewer.Review(rctx, id, res)
+		}
 		p.remember(key, err)
 		return nil, err
 	})

@@ -100,6 +100,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	requestinfo.SetUser(r.Context(), claims.Subject)
+	if claims.Cluster != "" {
+		requestinfo.SetCluster(r.Context(), claims.Cluster)
+	}
 
 	switch {
 	case errors.Is(perr, registry.ErrNotRoute):

@@ -9,6 +9,9 @@ import "context"
 type Info struct {
 	// User is the token's subject or the login's user.
 	User string
+	// Cluster names the cluster that reviewed the login or issued the
+	// token's login, when the function knows several.
+	Cluster string
 	// UpstreamStatus is the upstream's status code; 0 when nothing was sent.
 	UpstreamStatus int
 }
@@ -39,5 +42,12 @@ func SetUser(ctx context.Context, user string) {
 func SetUpstreamStatus(ctx context.Context, status int) {
 	if info := From(ctx); info != nil {
 		info.UpstreamStatus = status
+	}
+}
+
+// SetCluster records the cluster, if ctx carries an Info.
+func SetCluster(ctx context.Context, cluster string) {
+	if info := From(ctx); info != nil {
+		info.Cluster = cluster
 	}
 }

@@ -29,12 +29,16 @@ type Subject struct {
 	UID    string
 	Groups []string
 	Extra  map[string][]string
+	// Cluster names the cluster that reviewed a cluster login, when the
+	// function knows several.
+	Cluster string
 }
 
 // Access issues an access token for host granting access to sub.
 func (i *Issuer) Access(host string, sub Subject, access []registry.Scope, now time.Time) (Issued, error) {
 	c := i.claims(host, sub.Name, KindAccess, i.AccessTTL, now)
 	c.Access = access
+	c.Cluster = sub.Cluster
 	return i.sign(c)
 }
 
@@ -43,6 +47,7 @@ func (i *Issuer) Access(host string, sub Subject, access []registry.Scope, now t
 func (i *Issuer) Refresh(host string, sub Subject, now time.Time) (Issued, error) {
 	c := i.claims(host, sub.Name, KindRefresh, i.RefreshTTL, now)
 	c.Login, c.UID, c.Groups, c.Extra = sub.Login, sub.UID, sub.Groups, sub.Extra
+	c.Cluster = sub.Cluster
 	return i.sign(c)
 }
 
@@ -70,5 +75,5 @@ func (i *Issuer) sign(c *Claims) (Issued, error) {
 
 // SubjectOf returns the subject a refresh token's claims describe.
 func SubjectOf(c *Claims) Subject {
-	return Subject{Name: c.Subject, Login: c.Login, UID: c.UID, Groups: c.Groups, Extra: c.Extra}
+	return Subject{Name: c.Subject, Login: c.Login, UID: c.UID, Groups: c.Groups, Extra: c.Extra, Cluster: c.Cluster}
 }

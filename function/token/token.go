@@ -58,6 +58,10 @@ type Claims struct {
 	UID    string              `json:"qci_uid,omitempty"`
 	Groups []string            `json:"qci_groups,omitempty"`
 	Extra  map[string][]string `json:"qci_extra,omitempty"`
+	// Cluster names the cluster of a cluster login when the function knows
+	// several: a refresh re-authorizes there. Access tokens carry it too,
+	// for the access line.
+	Cluster string `json:"qci_cluster,omitempty"`
 }
 
 var _ jwt.Claims = (*Claims)(nil)

@@ -43,6 +43,10 @@ type StaticUser struct {
 type Options struct {
 	// Users are added to the static token file beside the admin.
 	Users []StaticUser
+	// Issuer is the service account token issuer (iss, and the default
+	// audience); empty means Issuer. Clusters that run side by side each
+	// need their own, as real ones do.
+	Issuer string
 }
 
 // Issuer is the service account token issuer (and default audience).
@@ -51,6 +55,7 @@ const Issuer = "https://kubernetes.default.svc"
 // Cluster is a running etcd and kube-apiserver.
 type Cluster struct {
 	dir        string
+	issuer     string
 	apiPort    int
 	etcdURL    string
 	adminToken string
@@ -106,7 +111,10 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir}
+	c := &Cluster{dir: dir, issuer: opts.Issuer}
+	if c.issuer == "" {
+		c.issuer = Issuer
+	}
 	if c.log, err = os.Create(filepath.Join(dir, "cluster.log")); err != nil {
 		return nil, err
 	}
@@ -235,7 +243,7 @@ func (c *Cluster) StartAPIServer(ctx context.Context, bin ...string) error {
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",
 		"--cert-dir", filepath.Join(c.dir, "certs"),
-		"--service-account-issuer", Issuer,
+		"--service-account-issuer", c.issuer,
 		"--service-account-key-file", filepath.Join(c.dir, "sa.key"),
 		"--service-account-signing-key-file", filepath.Join(c.dir, "sa.key"),
 		"--token-auth-file", filepath.Join(c.dir, "tokens.csv"),
@@ -328,6 +336,13 @@ func (c *Cluster) Stop() {
 		_ = c.log.Close()
 	}
 }
+
+// ServiceAccountIssuer is the iss of the cluster's service account tokens.
+func (c *Cluster) ServiceAccountIssuer() string { return c.issuer }
+
+// SigningKeyFile is the PEM file of the key that signs the cluster's
+// service account tokens (to forge tokens in tests).
+func (c *Cluster) SigningKeyFile() string { return filepath.Join(c.dir, "sa.key") }
 
 // URL is the API server's URL.
 func (c *Cluster) URL() string { return "https://127.0.0.1:" + strconv.Itoa(c.apiPort) }

@@ -18,6 +18,7 @@ type accessEntry struct {
 	userAgent      string
 	protocol       string
 	user           string
+	cluster        string
 	upstreamStatus int
 }
 
@@ -46,6 +47,10 @@ func appendAccessLine(b []byte, e *accessEntry) []byte {
 	b = appendJSONString(b, e.protocol)
 	b = append(b, `},"user":`...)
 	b = appendJSONString(b, e.user)
+	if e.cluster != "" {
+		b = append(b, `,"cluster":`...)
+		b = appendJSONString(b, e.cluster)
+	}
 	b = append(b, `,"upstream_status":`...)
 	b = strconv.AppendInt(b, int64(e.upstreamStatus), 10)
 	return append(b, "}\n"...)

@@ -78,3 +78,16 @@ func BenchmarkAppendAccessLine(b *testing.B) {
 		buf = appendAccessLine(buf[:0], e)
 	}
 }
+
+func TestAccessLineNamesTheCluster(t *testing.T) {
+	e := &accessEntry{time: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC), method: "GET", path: "/v2/auth", status: 200,
+		user: "system:serviceaccount:ci:builder", cluster: "build01"}
+	got := string(appendAccessLine(nil, e))
+	if !strings.Contains(got, `,"user":"system:serviceaccount:ci:builder","cluster":"build01","upstream_status":0}`) {
+		t.Errorf("line %s does not name the cluster after the user", got)
+	}
+	e.cluster = ""
+	if got := string(appendAccessLine(nil, e)); strings.Contains(got, "cluster") {
+		t.Errorf("line %s names a cluster with a single one", got)
+	}
+}

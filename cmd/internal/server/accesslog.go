@@ -78,7 +78,7 @@ func (a *AccessLog) Handler(next http.Handler) http.Handler {
 			a.add(&accessEntry{
 				time: start, method: r.Method, path: path, status: status, size: rec.bytes,
 				latency: latency, remoteIP: remoteIP(r.RemoteAddr), userAgent: r.UserAgent(),
-				protocol: r.Proto, user: info.User, upstreamStatus: info.UpstreamStatus,
+				protocol: r.Proto, user: info.User, cluster: info.Cluster, upstreamStatus: info.UpstreamStatus,
 			})
 		}()
 		next.ServeHTTP(rec, r.WithContext(ctx))
