@@ -360,3 +360,29 @@ func TestImageStreamTagsListPages(t *testing.T) {
 		t.Errorf("remote.List: %d tags, %v", len(listed), err)
 	}
 }
+
+// TestClustersFileUsersPullImageStreams: a user of a cluster of
+// QCI_CLUSTERS_FILE, authorized by that cluster at login, is granted the
+// image streams asked for (as before it had the whole mirror), with no
+// review per image stream.
+func TestClustersFileUsersPullImageStreams(t *testing.T) {
+	e := newTwoClusterEnv(t)
+	builder := jwtNaming("https://b.example", "system:serviceaccount:ci:builder")
+	e.b.AddToken(builder, clustertest.User{Name: "system:serviceaccount:ci:builder", UID: "uid-builder"}, "https://registry.ci.example.com")
+	e.b.Allow("system:serviceaccount:ci:builder")
+	resp, ans, body := e.login("builder", builder, url.Values{"scope": {"repository:ci/ci-operator:pull"}})
+	if resp.StatusCode != 200 {
+		t.Fatalf("B's token for ci/ci-operator: %d %s", resp.StatusCode, body)
+	}
+	if r, b := e.get("/v2/ci/ci-operator/manifests/latest", ans.Token); r.StatusCode != 200 || r.Header.Get("Docker-Content-Digest") != digestOf(t, e.img).String() {
+		t.Errorf("pull ci/ci-operator:latest: %d %s", r.StatusCode, b)
+	}
+	if n := len(e.b.SubjectAccessReviews()); n != 1 {
+		t.Errorf("%d reviews at B; want only the login's", n)
+	}
+	other := jwtNaming("https://b.example", "system:serviceaccount:ci:other")
+	e.b.AddToken(other, clustertest.User{Name: "system:serviceaccount:ci:other"}, "https://registry.ci.example.com")
+	if resp, _, _ := e.login("other", other, url.Values{"scope": {"repository:ci/ci-operator:pull"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("B's user that B does not authorize: %d, want 403", resp.StatusCode)
+	}
+}
