@@ -110,6 +110,7 @@ FUZZERS := \
 	./function/registry:FuzzParsePath \
 	./function/registry:FuzzParseScopes \
 	./function/registry:FuzzMatchersAgreeWithGrammar \
+	./function/registry:FuzzImageStreamTagsDecodeOneWay \
 	./function/upstream:FuzzParseChallenge \
 	./function/auth:FuzzParsePost \
 	./function/token:FuzzVerifyClaims \
