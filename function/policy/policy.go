@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/qci-appci/qci-appci/function/login"
@@ -64,8 +65,9 @@ const (
 	deniedTTL = 10 * time.Second
 	// reviewTimeout bounds one review, whoever waits for it.
 	reviewTimeout = 15 * time.Second
-	// maxCacheEntries bounds the cache; expired entries go first.
-	maxCacheEntries = 4096
+	// allowedEntries and deniedEntries bound the two LRUs of the cache.
+	allowedEntries = 4096
+	deniedEntries  = 4096
 )
 
 // errNoReviewer answers the reviews of a policy without a Reviewer.
@@ -97,14 +99,15 @@ type Policy struct {
 	opts    Options
 	mapping registry.Mapping
 
-	mu     sync.Mutex
-	cache  map[[sha256.Size]byte]cacheEntry
-	flight singleflight.Group
-}
-
-type cacheEntry struct {
-	err     error
-	expires time.Time
+	// The answers, in two LRUs (hashicorp/golang-lru, as function/login
+	// keeps its own): allowed, and denied. A flood of denials (a user
+	// asking for image streams at random) evicts only older denials, never
+	// an allowed answer; each LRU drops its least recently used entry when
+	// full.
+	mu      sync.Mutex
+	allowed *simplelru.LRU[[sha256.Size]byte, time.Time]
+	denied  *simplelru.LRU[[sha256.Size]byte, time.Time]
+	flight  singleflight.Group
 }
 
 // New returns a policy.
@@ -112,10 +115,19 @@ func New(opts Options) *Policy {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	allowed, err := simplelru.NewLRU[[sha256.Size]byte, time.Time](allowedEntries, nil)
+	if err != nil {
+		panic(fmt.Sprintf("policy: allowed cache: %v", err)) // only for a size below 1
+	}
+	denied, err := simplelru.NewLRU[[sha256.Size]byte, time.Time](deniedEntries, nil)
+	if err != nil {
+		panic(fmt.Sprintf("policy: denied cache: %v", err))
+	}
 	return &Policy{
 		opts:    opts,
 		mapping: registry.Mapping{Upstream: opts.Upstream},
-		cache:   make(map[[sha256.Size]byte]cacheEntry),
+		allowed: allowed,
+		denied:  denied,
 	}
 }
 
@@ -318,45 +330,39 @@ func cacheKey(id login.Identity, res Resource) [sha256.Size]byte {
 	return key
 }
 
+// cached is the kept answer for key (nil: allowed, login.ErrDenied:
+// denied), when one has not expired.
 func (p *Policy) cached(key [sha256.Size]byte) (error, bool) {
+	now := p.opts.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	e, ok := p.cache[key]
-	if !ok {
-		return nil, false
+	if exp, ok := p.allowed.Get(key); ok {
+		if now.Before(exp) {
+			return nil, true
+		}
+		p.allowed.Remove(key)
 	}
-	if !p.opts.Now().Before(e.expires) {
-		delete(p.cache, key)
-		return nil, false
+	if exp, ok := p.denied.Get(key); ok {
+		if now.Before(exp) {
+			return login.ErrDenied, true
+		}
+		p.denied.Remove(key)
 	}
-	return e.err, true
+	return nil, false
 }
 
 // remember keeps an allowed answer for CacheTTL and a denial for
 // deniedTTL; a failure is not kept.
 func (p *Policy) remember(key [sha256.Size]byte, err error) {
-	var ttl time.Duration
-	switch {
-	case err == nil:
-		ttl = p.opts.CacheTTL
-	case errors.Is(err, login.ErrDenied):
-		ttl = min(deniedTTL, p.opts.CacheTTL)
-	}
-	if ttl <= 0 {
-		return
-	}
 	now := p.opts.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.cache) >= maxCacheEntries {
-		for k, e := range p.cache {
-			if !now.Before(e.expires) {
-				delete(p.cache, k)
-			}
-		}
-		if len(p.cache) >= maxCacheEntries {
-			clear(p.cache)
-		}
+	switch {
+	case err == nil && p.opts.CacheTTL > 0:
+		p.denied.Remove(key)
+		p.allowed.Add(key, now.Add(p.opts.CacheTTL))
+	case errors.Is(err, login.ErrDenied) && p.opts.CacheTTL > 0:
+		p.allowed.Remove(key)
+		p.denied.Add(key, now.Add(min(deniedTTL, p.opts.CacheTTL)))
 	}
-	p.cache[key] = cacheEntry{err: err, expires: now.Add(ttl)}
 }

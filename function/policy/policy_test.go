@@ -322,3 +322,26 @@ func TestParseOpen(t *testing.T) {
 		t.Error("the zero Open opens something")
 	}
 }
+
+// TestDenialsNeverEvictAllowedAnswers: a user asking for thousands of image
+// streams they may not pull does not push anyone's allowed answer out.
+func TestDenialsNeverEvictAllowedAnswers(t *testing.T) {
+	tools := policy.Resource{Namespace: "ci", Name: "tools"}
+	rv := &reviewer{allow: map[string]bool{key("alice", tools): true}}
+	p, _ := newPolicy(t, rv, nil)
+	ctx := context.Background()
+	p.Decide(ctx, alice, pulls("ci/tools"), false)
+	mallory := login.Identity{Name: "mallory"}
+	for i := range 5000 / policy.MaxScopes {
+		var req []registry.Scope
+		for j := range policy.MaxScopes {
+			req = append(req, registry.PullScope(fmt.Sprintf("ns%d/s%d", i, j)))
+		}
+		if d := p.Decide(ctx, mallory, req, false); len(d.Granted) != 0 {
+			t.Fatalf("granted %q", repos(d.Granted))
+		}
+	}
+	if d := p.Decide(ctx, alice, pulls("ci/tools"), false); len(d.Granted) != 1 || rv.count("alice", tools) != 1 {
+		t.Errorf("after 5000 denials: granted %q, %d reviews of ci/tools; want the cached answer", repos(d.Granted), rv.count("alice", tools))
+	}
+}
