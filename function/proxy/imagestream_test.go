@@ -227,3 +227,43 @@ func TestImageStreamTagsPage(t *testing.T) {
 		t.Errorf("%d upstream pages for 250 tags in pages of 100; want at most 6", len(up.queries))
 	}
 }
+
+// TestImageStreamTagsEdges: n=0 asks nothing upstream; a bad n is 400; an
+// image stream without tags is 404 NAME_UNKNOWN, but a last past its end
+// is an empty page; HEAD has the headers only.
+func TestImageStreamTagsEdges(t *testing.T) {
+	up := &tagsUpstream{tags: []string{"ci_a_latest", "ci_b_v1", "ci_b_v2"}}
+	tp := newTestProxy(t, up.serve)
+	tp.tok = tp.token(t, registry.PullScope("ci/a"), registry.PullScope("ci/b"), registry.PullScope("ci/none"))
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{
+		{http.MethodGet, "/v2/ci/b/tags/list?n=0", 200, `{"name":"ci/b","tags":[]}`},
+		{http.MethodGet, "/v2/ci/b/tags/list?n=x", 400, `"code":"PAGINATION_NUMBER_INVALID"`},
+		{http.MethodGet, "/v2/ci/none/tags/list", 404, `"code":"NAME_UNKNOWN"`},
+		{http.MethodGet, "/v2/ci/b/tags/list?last=v2", 200, `{"name":"ci/b","tags":[]}`},
+		{http.MethodGet, "/v2/ci/b/tags/list", 200, `{"name":"ci/b","tags":["v1","v2"]}`},
+		{http.MethodGet, "/v2/ci/b/tags/list?n=1", 200, `{"name":"ci/b","tags":["v1"]}`},
+		{http.MethodHead, "/v2/ci/b/tags/list", 200, ``},
+	} {
+		up.mu.Lock()
+		before := len(up.queries)
+		up.mu.Unlock()
+		resp := tp.do(t, tc.method, tc.path, nil)
+		body := strings.TrimSpace(readAll(t, resp))
+		if resp.StatusCode != tc.status || (tc.status == 200 && body != tc.body) || (tc.status != 200 && !strings.Contains(body, tc.body)) {
+			t.Errorf("%s %s: %d %s; want %d %s", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.body)
+		}
+		up.mu.Lock()
+		asked := len(up.queries) - before
+		up.mu.Unlock()
+		if tc.path == "/v2/ci/b/tags/list?n=0" && asked != 0 {
+			t.Errorf("n=0 asked the upstream %d times", asked)
+		}
+		if tc.path == "/v2/ci/b/tags/list?n=1" && !strings.Contains(resp.Header.Get("Link"), "last=v1") {
+			t.Errorf("n=1: Link %q, want one after v1", resp.Header.Get("Link"))
+		}
+	}
+}
