@@ -199,7 +199,8 @@ func (c *Cluster) Cached(token string) (Answer, bool) {
 
 // Login reviews token: ErrBadCredentials when it is not a plausible token
 // or the cluster does not authenticate it, ErrDenied when its user may not
-// pull from Namespace (reviewed only when Namespace is set), ErrBusy when MaxReviews reviews are in flight already,
+// pull (the Authorize hook, or the review in Namespace; with neither, no
+// review), ErrBusy when MaxReviews reviews are in flight already,
 // ErrUnavailable (wrapped with the cause) when the cluster cannot say, and
 // ctx's error when the caller stops waiting. Answers are cached under a
 // hash of the token; concurrent logins with one token share a review, which

@@ -86,29 +86,6 @@ func TestParseScopes(t *testing.T) {
 	}
 }
 
-func TestGrant(t *testing.T) {
-	pull := []registry.Scope{registry.PullScope("openshift/ci")}
-	tests := []struct {
-		name string
-		req  []string
-		want []registry.Scope
-	}{
-		{"pull on the served repository", []string{"repository:openshift/ci:pull"}, pull},
-		{"push and pull: push dropped", []string{"repository:openshift/ci:push,pull"}, pull},
-		{"push only: nothing", []string{"repository:openshift/ci:push"}, nil},
-		{"other repository: nothing", []string{"repository:openshift/other:pull"}, nil},
-		{"catalog: nothing", []string{"registry:catalog:*"}, nil},
-		{"no scope (login probe): nothing", nil, nil},
-		{"mixed, repeated", []string{"repository:x/y:pull", "repository:openshift/ci:pull repository:openshift/ci:pull"}, pull},
-	}
-	for _, tc := range tests {
-		got := registry.Grant(registry.ParseScopes(tc.req), "openshift/ci")
-		if !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("%s: Grant = %+v, want %+v", tc.name, got, tc.want)
-		}
-	}
-}
-
 func TestWriteError(t *testing.T) {
 	rec := httptest.NewRecorder()
 	registry.WriteError(rec, http.StatusServiceUnavailable, registry.CodeUnavailable, "down \"now\" <script>\n")
@@ -178,10 +155,6 @@ func FuzzParseScopes(f *testing.F) {
 				}
 			}
 		}
-		g := registry.Grant(registry.ParseScopes([]string{s}), "openshift/ci")
-		if len(g) > 1 || (len(g) == 1 && g[0].String() != "repository:openshift/ci:pull") {
-			t.Fatalf("Grant(%q) = %+v", s, g)
-		}
 	})
 }
 
@@ -225,12 +198,12 @@ func allMatch(re *regexp.Regexp, name string) bool {
 	return true
 }
 
-func BenchmarkParseScopesAndGrant(b *testing.B) {
+func BenchmarkParseScopes(b *testing.B) {
 	req := []string{"repository:openshift/ci:pull repository:openshift/other:pull,push"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if g := registry.Grant(registry.ParseScopes(req), "openshift/ci"); len(g) != 1 {
-			b.Fatal(g)
+		if s := registry.ParseScopes(req); len(s) != 2 {
+			b.Fatal(s)
 		}
 	}
 }

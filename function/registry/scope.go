@@ -55,22 +55,6 @@ func ParseScope(s string) (Scope, bool) {
 	return sc, true
 }
 
-// Grant intersects the requested scopes with policy: pull, and only pull, on
-// repository. It returns nil when nothing of that was asked.
-func Grant(requested []Scope, repository string) []Scope {
-	for _, s := range requested {
-		if s.Type != "repository" || s.Name != repository {
-			continue
-		}
-		for _, a := range s.Actions {
-			if a == "pull" || a == "*" {
-				return []Scope{PullScope(repository)}
-			}
-		}
-	}
-	return nil
-}
-
 // PullScope is the scope that grants pull on repository.
 func PullScope(repository string) Scope {
 	return Scope{Type: "repository", Name: repository, Actions: []string{"pull"}}
