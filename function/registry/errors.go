@@ -1,5 +1,7 @@
 // Package registry holds what qci-appci knows of the OCI distribution API:
-// the routes it serves, scopes, and the registry error shape.
+// the routes it serves, scopes, the registry error shape, and how the
+// image-stream repositories <ns>/<name> map onto the one upstream
+// repository.
 package registry
 
 import (
