@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/textproto"
@@ -63,26 +64,19 @@ func (h *Handler) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	defer resp.Body.Close()
 	h.modifyResponse(ctx, fw, resp)
 	removeHopByHop(resp.Header)
+	if cacheable && r.Method == http.MethodGet && resp.StatusCode == http.StatusOK &&
+		resp.Header.Get("Content-Encoding") == "" && 0 <= resp.ContentLength && resp.ContentLength <= manifestcache.MaxEntryBytes {
+		h.forwardWhole(w, r, fw, resp)
+		return
+	}
 	dst := w.Header()
 	for k, v := range resp.Header {
 		dst[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
-	var src io.Reader = resp.Body
-	var kept *captureBody
-	if cacheable && r.Method == http.MethodGet && resp.StatusCode == http.StatusOK &&
-		resp.Header.Get("Content-Encoding") == "" && resp.ContentLength <= manifestcache.MaxEntryBytes {
-		kept = newCaptureBody(resp.Body, resp.ContentLength)
-		src = kept
-	}
-	readErr, writeErr := h.copyFlushing(w, src)
+	readErr, writeErr := h.copyFlushing(w, resp.Body)
 	switch {
 	case readErr == nil && writeErr == nil:
-		if kept != nil && !kept.over {
-			// Complete: the transport has checked its length. Add keeps
-			// it only if its sha256 is the digest asked for.
-			h.opts.Manifests.Add(fw.route.Reference, resp.Header.Get("Content-Type"), kept.buf)
-		}
 		return
 	case readErr != nil && r.Context().Err() == nil:
 		h.opts.Logger.WarnContext(r.Context(), "upstream body broke mid-stream", "path", r.URL.Path, "error", readErr)
@@ -92,6 +86,26 @@ func (h *Handler) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		h.opts.Logger.DebugContext(r.Context(), "client went away mid-body", "path", r.URL.Path, "error", errors.Join(readErr, writeErr))
 	}
 	panic(http.ErrAbortHandler)
+}
+
+// forwardWhole answers a manifest by digest of known length (at most
+// manifestcache.MaxEntryBytes) after reading all of it, so that it is kept
+// in the cache, if its sha256 is the digest asked for, before the client
+// has it: the client's next request finds it there. A body that breaks
+// before it is whole is a 503, nothing having been written yet.
+func (h *Handler) forwardWhole(w http.ResponseWriter, r *http.Request, fw forwarded, resp *http.Response) {
+	body := make([]byte, resp.ContentLength)
+	if _, err := io.ReadFull(resp.Body, body); err != nil {
+		h.upstreamError(w, r, fmt.Errorf("%w: manifest body: %w", upstream.ErrUnavailable, err))
+		return
+	}
+	h.opts.Manifests.Add(fw.route.Reference, resp.Header.Get("Content-Type"), body)
+	dst := w.Header()
+	for k, v := range resp.Header {
+		dst[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(body)
 }
 
 // copyFlushing copies src to w through a pooled buffer, flushing after

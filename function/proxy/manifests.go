@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -65,32 +64,4 @@ func writeCached(w http.ResponseWriter, r *http.Request, digest string, e manife
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(e.Body)
 	}
-}
-
-// captureBody keeps a copy of what is read through it, up to
-// manifestcache.MaxEntryBytes; past that it keeps nothing (over).
-type captureBody struct {
-	r    io.Reader
-	buf  []byte
-	over bool
-}
-
-func newCaptureBody(r io.Reader, contentLength int64) *captureBody {
-	c := &captureBody{r: r}
-	if contentLength > 0 {
-		c.buf = make([]byte, 0, contentLength)
-	}
-	return c
-}
-
-func (c *captureBody) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if n > 0 && !c.over {
-		if len(c.buf)+n > manifestcache.MaxEntryBytes {
-			c.over, c.buf = true, nil
-		} else {
-			c.buf = append(c.buf, p[:n]...)
-		}
-	}
-	return n, err
 }

@@ -88,7 +88,7 @@ func TestManifestCacheHitMakesNoUpstreamRequest(t *testing.T) {
 	if body := readAll(t, first); first.StatusCode != 200 || body != string(m.body) {
 		t.Fatalf("first GET: %d %q", first.StatusCode, body)
 	}
-	<-tp.served // the body is kept once the handler has returned, after the client read it all
+	<-tp.served
 	if m.hits.Load() != 1 || cache.Len() != 1 {
 		t.Fatalf("after the first GET: %d upstream requests, %d cached", m.hits.Load(), cache.Len())
 	}
@@ -144,6 +144,7 @@ func TestManifestCacheKeepsOnlyVerifiedBodies(t *testing.T) {
 		if body := readAll(t, resp); resp.StatusCode != 200 || body != string(m.body) {
 			t.Errorf("GET %d: %d %q, want the upstream's bytes", i, resp.StatusCode, body)
 		}
+		<-tp.served
 	}
 	if n := m.hits.Load(); n != 2 || cache.Len() != 0 {
 		t.Errorf("%d upstream requests and %d entries: a mismatching body was kept", n, cache.Len())
@@ -153,9 +154,11 @@ func TestManifestCacheKeepsOnlyVerifiedBodies(t *testing.T) {
 	m.mu.Lock()
 	m.claimed, m.broken = real, true
 	m.mu.Unlock()
+	// A manifest is read whole before it is answered: one that breaks
+	// first is a 503, never a truncated 200.
 	resp := tp.do(t, http.MethodGet, "/v2/"+repo+"/manifests/"+real, nil)
-	if _, err := io.ReadAll(resp.Body); err == nil {
-		t.Error("a broken body read as complete")
+	if body, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("broken manifest body: %d %q %v, want a complete 503 with Retry-After", resp.StatusCode, body, err)
 	}
 	<-tp.served
 	if cache.Len() != 0 {
@@ -165,6 +168,7 @@ func TestManifestCacheKeepsOnlyVerifiedBodies(t *testing.T) {
 	m.broken, m.status = false, http.StatusNotFound
 	m.mu.Unlock()
 	readAll(t, tp.do(t, http.MethodGet, "/v2/"+repo+"/manifests/"+real, nil))
+	<-tp.served
 	if cache.Len() != 0 {
 		t.Error("a 404 was kept")
 	}
