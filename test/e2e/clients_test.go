@@ -25,15 +25,15 @@ func pushContent(t *testing.T, w *world) (v1.Image, v1.ImageIndex) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	img, err := w.reg.PushRandomImage(ctx, tag, 3, 128<<10)
+	img, err := w.up.PushRandomImage(ctx, tag, 3, 128<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := w.reg.PushRandomIndex(ctx, indexTag)
+	idx, err := w.up.PushRandomIndex(ctx, indexTag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.reg.ResetRequests()
+	w.up.ResetRequests()
 	return img, idx
 }
 
@@ -48,7 +48,10 @@ func digestOf(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
 
 func TestSkopeo(t *testing.T) {
 	skopeo := clienttools.Need(t, "skopeo", "skopeo")
-	w := newWorld(t)
+	eachUpstream(t, func(t *testing.T, w *world) { testSkopeo(t, w, skopeo) })
+}
+
+func testSkopeo(t *testing.T, w *world, skopeo string) {
 	img, idx := pushContent(t, w)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -93,11 +96,15 @@ func TestSkopeo(t *testing.T) {
 		}
 	}
 	w.assertUpstreamSawOnlyRobotTokens()
+	w.assertCDNServed(len(layers) + 1)
 }
 
 func TestPodman(t *testing.T) {
 	clienttools.NewPodman(t) // skip or fail before starting anything
-	w := newWorld(t)
+	eachUpstream(t, testPodman)
+}
+
+func testPodman(t *testing.T, w *world) {
 	img, _ := pushContent(t, w)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -119,9 +126,10 @@ func TestPodman(t *testing.T) {
 		}
 	}
 	w.assertUpstreamSawOnlyRobotTokens()
+	w.assertCDNServed(4)
 
 	// A denied cluster user: a clear error, no image, nothing upstream.
-	w.reg.ResetRequests()
+	w.up.ResetRequests()
 	pm := clienttools.NewPodman(t)
 	out, err := pm.Run(ctx, "login", "--authfile", pm.Authfile, "--tls-verify=false", "-u", "bob", "-p", bobToken, w.proxy.Host)
 	if err == nil || !strings.Contains(out, "403") {
@@ -134,37 +142,46 @@ func TestPodman(t *testing.T) {
 	if out, _ := pm.Run(ctx, "images", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("a denied user has images: %q", out)
 	}
-	for _, r := range w.reg.Requests() {
+	for _, r := range w.up.requests() {
 		if strings.HasPrefix(r.Path, "/v2/"+repo) {
 			t.Errorf("the upstream saw %s %s for a denied user", r.Method, r.Path)
 		}
 	}
 }
 
+// TestGoContainerRegistry: crane's calls (remote.Image by tag and digest
+// with every layer read and its digest verified, remote.Head, remote.List)
+// and a Range resume, over HTTP/1.1 and h2c, behind each upstream.
 func TestGoContainerRegistry(t *testing.T) {
-	w := newWorld(t)
-	img, _ := pushContent(t, w)
-	auth := remote.WithAuth(&authn.Basic{Username: "alice", Password: aliceToken})
+	eachUpstream(t, func(t *testing.T, w *world) {
+		img, _ := pushContent(t, w)
+		eachProtocol(t, w, func(t *testing.T, c *http.Client) { testGoContainerRegistry(t, w, c, img) })
+	})
+}
+
+func testGoContainerRegistry(t *testing.T, w *world, c *http.Client, img v1.Image) {
+	opts := []remote.Option{remote.WithTransport(c.Transport), remote.WithAuth(&authn.Basic{Username: "alice", Password: aliceToken})}
 	byTag, err := name.ParseReference(w.proxy.Host+"/"+repo+":"+tag, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := remote.Image(byTag, auth)
+	got, err := remote.Image(byTag, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if digestOf(t, got) != digestOf(t, img) {
 		t.Errorf("by tag: %s, want %s", digestOf(t, got), digestOf(t, img))
 	}
+	pullLayers(t, got)
 	byDigest, _ := name.ParseReference(w.proxy.Host+"/"+repo+"@"+digestOf(t, img), name.Insecure)
-	if got, err := remote.Image(byDigest, auth); err != nil || digestOf(t, got) != digestOf(t, img) {
+	if got, err := remote.Image(byDigest, opts...); err != nil || digestOf(t, got) != digestOf(t, img) {
 		t.Errorf("by digest: %v", err)
 	}
-	desc, err := remote.Head(byTag, auth)
+	desc, err := remote.Head(byTag, opts...)
 	if err != nil || desc.Digest.String() != digestOf(t, img) {
 		t.Errorf("HEAD: %v %v", desc, err)
 	}
-	tags, err := remote.List(byTag.Context(), auth)
+	tags, err := remote.List(byTag.Context(), opts...)
 	if err != nil || strings.Join(tags, ",") != tag+","+indexTag {
 		t.Errorf("tags %v %v", tags, err)
 	}
@@ -173,11 +190,11 @@ func TestGoContainerRegistry(t *testing.T) {
 	d, _ := layers[0].Digest()
 	rc, _ := layers[0].Compressed()
 	full, _ := io.ReadAll(rc)
-	tok := login(t, w, "alice", aliceToken)
+	tok := login(t, c, w, "alice", aliceToken)
 	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/"+repo+"/blobs/"+d.String(), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Range", "bytes=1000-")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,14 +204,41 @@ func TestGoContainerRegistry(t *testing.T) {
 		t.Errorf("range resume: %d, %d bytes of %d", resp.StatusCode, len(rest), len(full)-1000)
 	}
 	w.assertUpstreamSawOnlyRobotTokens(tok)
+	w.assertCDNServed(len(layers) + 2)
+}
+
+// pullLayers reads the config and every layer of img, as a pull does;
+// go-containerregistry checks each digest as it reads.
+func pullLayers(t *testing.T, img v1.Image) {
+	t.Helper()
+	if _, err := img.ConfigFile(); err != nil {
+		t.Errorf("config: %v", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		want, _ := l.Digest()
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Errorf("layer %s: %v", want, err)
+		}
+		if err := rc.Close(); err != nil {
+			t.Errorf("layer %s: %v", want, err)
+		}
+	}
 }
 
 // login fetches an access token for pull with Basic credentials.
-func login(t *testing.T, w *world, user, pass string) string {
+func login(t *testing.T, c *http.Client, w *world, user, pass string) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/auth?scope=repository:"+repo+":pull&service="+w.proxy.Host, nil)
 	req.SetBasicAuth(user, pass)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,10 +251,15 @@ func login(t *testing.T, w *world, user, pass string) string {
 }
 
 func TestContainerdAndDockerTokenFlows(t *testing.T) {
-	w := newWorld(t)
-	pushContent(t, w)
+	eachUpstream(t, func(t *testing.T, w *world) {
+		pushContent(t, w)
+		eachProtocol(t, w, func(t *testing.T, c *http.Client) { testTokenFlows(t, w, c) })
+	})
+}
+
+func testTokenFlows(t *testing.T, w *world, c *http.Client) {
 	postForm := func(form url.Values) (int, map[string]any) {
-		resp, err := http.PostForm(w.proxy.URL+"/v2/auth", form)
+		resp, err := c.PostForm(w.proxy.URL+"/v2/auth", form)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +284,7 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/"+repo+"/manifests/"+tag, nil)
 	req.Header.Set("Authorization", "Bearer "+access)
 	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +295,7 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 	// docker: GET with offline_token=true&client_id=docker keeps a refresh token.
 	req, _ = http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/auth?account=openshift%2Bci_robot&client_id=docker&offline_token=true&service="+w.proxy.Host, nil)
 	req.SetBasicAuth(robotUser, robotPass)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +311,10 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 // TestPullSecret uses a .dockerconfigjson, as kubelet/CRI uses an imagePullSecret.
 func TestPullSecret(t *testing.T) {
 	skopeo := clienttools.Need(t, "skopeo", "skopeo")
-	w := newWorld(t)
+	eachUpstream(t, func(t *testing.T, w *world) { testPullSecret(t, w, skopeo) })
+}
+
+func testPullSecret(t *testing.T, w *world, skopeo string) {
 	img, _ := pushContent(t, w)
 	cfg := map[string]any{"auths": map[string]any{w.proxy.Host: map[string]string{
 		"username": robotUser, "password": robotPass,

@@ -40,7 +40,7 @@ func (s *Server) signURL(p string, kwargs url.Values) string {
 	for _, k := range []string{"username", "namespace", "repo_name", "cdn_specific"} {
 		q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(kwargs.Get(k)))
 	}
-	resource := "https://" + s.cdnAddr + p + "?" + strings.Join(q, "&")
+	resource := "https://" + s.CDNHost() + p + "?" + strings.Join(q, "&")
 	s.mu.Lock()
 	key := s.cdnKey
 	s.mu.Unlock()
@@ -83,7 +83,7 @@ func (s *Server) handleCDN(w http.ResponseWriter, req *http.Request) {
 	s.mu.Lock()
 	key := s.cdnKey
 	s.mu.Unlock()
-	resource := "https://" + s.cdnAddr + req.URL.EscapedPath() + "?" + m[1]
+	resource := "https://" + s.CDNHost() + req.URL.EscapedPath() + "?" + m[1]
 	if err != nil || m[4] != keyPairID || !hmac.Equal([]byte(m[3]), []byte(signature(key, resource, expires))) {
 		s.cdnDenied(rec, "Access denied")
 		return

@@ -102,6 +102,18 @@ func (s *Server) Tag(tag string, digest v1.Hash) error {
 	return nil
 }
 
+// TagDigest is the digest of the manifest tag points at.
+func (s *Server) TagDigest(tag string) (v1.Hash, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.tags[tag]
+	if !ok {
+		return v1.Hash{}, false
+	}
+	h, err := v1.NewHash(d)
+	return h, err == nil
+}
+
 // PushImage stores img's layers, config and manifest and tags it.
 func (s *Server) PushImage(tag string, img v1.Image) error {
 	layers, err := img.Layers()

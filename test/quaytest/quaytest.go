@@ -6,7 +6,7 @@
 // with quay's Bearer challenge; tag lists ordered by name and paged at 100
 // with n and last and quay's Link header; manifests and indexes by tag and
 // digest; blob GETs answered 302 to a pre-signed URL on a second https
-// server (the CDN, on 127.0.0.2) that serves the bytes only with a valid
+// server (the CDN, on another host name) that serves the bytes only with a valid
 // signature and expiry; quay's error bodies; 429 with Retry-After on
 // demand. Everything either server receives is recorded. It does not
 // import testing.
@@ -82,8 +82,13 @@ type Server struct {
 	cookie        *http.Cookie
 }
 
-// Start starts the registry on 127.0.0.1 (named localhost) and the CDN on
-// 127.0.0.2, both https, and returns when both accept connections.
+// Start starts the registry on 127.0.0.1 and the CDN on localhost, both
+// https, and returns when both accept connections. The registry is named
+// by its IP literal and the CDN by a name because go-containerregistry
+// refuses to follow a redirect to an IP literal in private or loopback
+// space from another host (its SSRF guard), and localhost is the one name
+// every machine resolves to loopback: a CDN named localhost:PORT is
+// another host, by name, than the registry at 127.0.0.1:PORT.
 func Start(opts Options) (*Server, error) {
 	if opts.Repository == "" {
 		opts.Repository = "openshift/ci"
@@ -130,33 +135,31 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return fail(fmt.Errorf("quaytest: listen: %w", err))
 	}
-	cdnLn, err := net.Listen("tcp", "127.0.0.2:0")
+	cdnLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		_ = regLn.Close()
-		return fail(fmt.Errorf("quaytest: listen on 127.0.0.2 (the CDN's own address): %w", err))
+		return fail(fmt.Errorf("quaytest: listen: %w", err))
 	}
 	s.regAddr, s.cdnAddr = regLn.Addr().String(), cdnLn.Addr().String()
 	s.serve(regLn, cdnLn)
 	return s, nil
 }
 
-func (s *Server) port() string {
-	_, p, _ := net.SplitHostPort(s.regAddr)
-	return p
-}
-
-// Host is localhost:PORT, the registry's SERVER_HOSTNAME: the service of
+// Host is 127.0.0.1:PORT, the registry's SERVER_HOSTNAME: the service of
 // its challenge and the aud of its tokens.
-func (s *Server) Host() string { return "localhost:" + s.port() }
+func (s *Server) Host() string { return s.regAddr }
 
-// URL is the registry's base URL, https://localhost:PORT.
+// URL is the registry's base URL, https://127.0.0.1:PORT.
 func (s *Server) URL() string { return "https://" + s.Host() }
 
 // Realm is the token endpoint the registry's challenge names.
 func (s *Server) Realm() string { return s.URL() + "/v2/auth" }
 
-// CDNHost is the CDN's host, 127.0.0.2:PORT.
-func (s *Server) CDNHost() string { return s.cdnAddr }
+// CDNHost is the CDN's host, localhost:PORT.
+func (s *Server) CDNHost() string {
+	_, port, _ := net.SplitHostPort(s.cdnAddr)
+	return "localhost:" + port
+}
 
 // CA is the CA that signed both servers' certificates.
 func (s *Server) CA() *CA { return s.ca }
@@ -278,7 +281,7 @@ func (s *Server) RateLimit(n int, retryAfter time.Duration) {
 }
 
 // SetAbsoluteLinks makes the tag list's Link name the registry's absolute
-// URL (https://localhost:PORT/v2/…), as quay.io did before it built the
+// URL (https://127.0.0.1:PORT/v2/…), as quay.io did before it built the
 // Link from url_for alone; off, the Link is the path quay builds today.
 func (s *Server) SetAbsoluteLinks(on bool) {
 	s.mu.Lock()

@@ -146,7 +146,7 @@ func (s *Server) verify(req *http.Request) (*claims, error) {
 	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(issuer), jwt.WithAudience(s.Host()),
 		jwt.WithExpirationRequired(), jwt.WithTimeFunc(s.opts.Now), jwt.WithLeeway(30*time.Second))
 	if err != nil {
-		return nil, fmt.Errorf("Invalid bearer token: %w", err)
+		return nil, fmt.Errorf("invalid bearer token: %w", err)
 	}
 	return &c, nil
 }
