@@ -162,7 +162,8 @@ type world struct {
 	t       *testing.T
 	kind    string
 	up      upstream
-	quay    *quaytest.Server // the upstream when kind is quay, else nil
+	reg     *registrytest.Registry // the upstream when kind is distribution, else nil
+	quay    *quaytest.Server       // the upstream when kind is quay, else nil
 	cluster *clustertest.Server
 	proxy   *proxyproc.Process
 }
@@ -223,6 +224,13 @@ func eachProtocol(t *testing.T, w *world, fn func(t *testing.T, c *http.Client))
 
 func newWorld(t *testing.T, kind string) *world {
 	t.Helper()
+	return newWorldWith(t, kind, nil)
+}
+
+// newWorldWith is newWorld with more environment for the function,
+// chosen once the upstream runs.
+func newWorldWith(t *testing.T, kind string, extraEnv func(w *world) map[string]string) *world {
+	t.Helper()
 	w := &world{t: t, kind: kind}
 	env := map[string]string{
 		"QCI_ROBOT_USERNAME": robotUser,
@@ -235,7 +243,7 @@ func newWorld(t *testing.T, kind string) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.up = distributionUpstream{reg}
+		w.up, w.reg = distributionUpstream{reg}, reg
 	case quay:
 		q, err := quaytest.Start(quaytest.Options{Repository: repo, Username: robotUser, Password: robotPass, CA: quayCA})
 		if err != nil {
@@ -262,6 +270,11 @@ func newWorld(t *testing.T, kind string) *world {
 	}
 	w.cluster = cl
 	env["QCI_KUBECONFIG"] = kc
+	if extraEnv != nil {
+		for k, v := range extraEnv(w) {
+			env[k] = v
+		}
+	}
 	w.proxy = proxyproc.Start(t, binary, env)
 	if kind == quay {
 		// Clients name the function 127.0.0.1 here, so that its host and

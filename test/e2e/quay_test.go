@@ -237,7 +237,6 @@ func TestNothingOfTheUpstreamReachesClients(t *testing.T) {
 		resp.Body.Close()
 		check(method+" "+path, resp, body)
 	}
-	manifestType := "Accept"
 	mt, _ := img.MediaType()
 	send(http.MethodGet, "/v2/", "")
 	tok := login(t, http.DefaultClient, w, robotUser, robotPass)
@@ -245,9 +244,9 @@ func TestNothingOfTheUpstreamReachesClients(t *testing.T) {
 		send(http.MethodGet, "/v2/", tok)
 		send(http.MethodGet, "/v2/"+repo+"/tags/list", tok)
 		send(http.MethodGet, "/v2/"+repo+"/tags/list?n=100&last=t-050", tok)
-		send(http.MethodGet, "/v2/"+repo+"/manifests/img", tok, manifestType, string(mt))
-		send(http.MethodHead, "/v2/"+repo+"/manifests/img", tok, manifestType, string(mt))
-		send(http.MethodGet, "/v2/"+repo+"/manifests/no-such-tag", tok, manifestType, string(mt))
+		send(http.MethodGet, "/v2/"+repo+"/manifests/img", tok, "Accept", string(mt))
+		send(http.MethodHead, "/v2/"+repo+"/manifests/img", tok, "Accept", string(mt))
+		send(http.MethodGet, "/v2/"+repo+"/manifests/no-such-tag", tok, "Accept", string(mt))
 		send(http.MethodHead, "/v2/"+repo+"/blobs/"+ld.String(), tok)
 		send(http.MethodGet, "/v2/"+repo+"/blobs/"+ld.String(), tok)
 		send(http.MethodGet, "/v2/"+repo+"/manifests/img", "")
@@ -285,5 +284,47 @@ func TestRateLimitPassesThrough(t *testing.T) {
 	}
 	if resp := get(t, w, manifest, tok); resp.StatusCode != 200 {
 		t.Errorf("after the limit: %d", resp.StatusCode)
+	}
+}
+
+// TestRealmTrust: the robot's credentials go only to a token endpoint in
+// the upstream's trust domain. Behind an upstream named by its IP literal,
+// a challenge naming the same server's realm under another name
+// (localhost) gets nothing: the pull is 503 and no token request is made;
+// once the operator lists that host in QCI_UPSTREAM_TOKEN_HOSTS, the
+// same pull works.
+func TestRealmTrust(t *testing.T) {
+	for _, listed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("listed=%v", listed), func(t *testing.T) {
+			var realmHost string
+			w := newWorldWith(t, quay, func(w *world) map[string]string {
+				realmHost = "localhost:" + strings.TrimPrefix(w.quay.Host(), "127.0.0.1:")
+				if !listed {
+					return nil
+				}
+				return map[string]string{"QCI_UPSTREAM_TOKEN_HOSTS": realmHost}
+			})
+			pushContent(t, w)
+			w.quay.SetRealmHost(realmHost)
+			tok := login(t, http.DefaultClient, w, robotUser, robotPass)
+			resp := get(t, w, "/v2/"+repo+"/manifests/"+tag, tok)
+			var tokenRequests int
+			for _, r := range w.up.requests() {
+				if r.Path == "/v2/auth" {
+					tokenRequests++
+					if !listed {
+						t.Errorf("a token request reached an untrusted realm: %s %s (Authorization %v)", r.Method, r.Path, r.Header.Get("Authorization") != "")
+					}
+				}
+			}
+			if listed {
+				if resp.StatusCode != 200 || tokenRequests != 1 {
+					t.Errorf("realm on a listed host: %d, %d token requests", resp.StatusCode, tokenRequests)
+				}
+				w.assertUpstreamSawOnlyRobotTokens(tok)
+			} else if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("realm outside the trust domain: %d, want 503", resp.StatusCode)
+			}
+		})
 	}
 }

@@ -80,6 +80,7 @@ type Server struct {
 	retryAfter    time.Duration
 	absoluteLinks bool
 	cookie        *http.Cookie
+	realmHost     string
 }
 
 // Start starts the registry on 127.0.0.1 and the CDN on localhost, both
@@ -152,8 +153,26 @@ func (s *Server) Host() string { return s.regAddr }
 // URL is the registry's base URL, https://127.0.0.1:PORT.
 func (s *Server) URL() string { return "https://" + s.Host() }
 
-// Realm is the token endpoint the registry's challenge names.
-func (s *Server) Realm() string { return s.URL() + "/v2/auth" }
+// Realm is the token endpoint the registry's challenge names: its own
+// /v2/auth, on the host SetRealmHost set if any.
+func (s *Server) Realm() string {
+	s.mu.Lock()
+	host := s.realmHost
+	s.mu.Unlock()
+	if host == "" {
+		host = s.Host()
+	}
+	return "https://" + host + "/v2/auth"
+}
+
+// SetRealmHost makes the challenge name the realm on host ("" for the
+// registry's own), as a registry whose token service lives elsewhere does.
+// The token endpoint answers on every name of the server.
+func (s *Server) SetRealmHost(host string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.realmHost = host
+}
 
 // CDNHost is the CDN's host, localhost:PORT.
 func (s *Server) CDNHost() string {
