@@ -123,6 +123,18 @@ func TestChallengeAndToken(t *testing.T) {
 	if code, _ := token(t, s, c, "openshift+robot", "robot-token", "repository:bad scope"); code != 400 {
 		t.Errorf("malformed scope: %d", code)
 	}
+	// Anonymous, with a scope: a token, with no access to a private repository.
+	resp, body = do(t, c, http.MethodGet, s.Realm()+"?service="+s.Host()+"&scope="+pull, "")
+	var anon struct{ Token string }
+	if err := json.Unmarshal(body, &anon); err != nil || resp.StatusCode != 200 || anon.Token == "" {
+		t.Fatalf("anonymous token: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := do(t, c, http.MethodGet, s.URL()+"/v2/openshift/ci/tags/list", anon.Token); resp.StatusCode != 401 {
+		t.Errorf("anonymous token on a private repository: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, c, http.MethodGet, s.Realm()+"?service="+s.Host(), ""); resp.StatusCode != 401 {
+		t.Errorf("anonymous, no scope: %d", resp.StatusCode)
+	}
 	// A restart with new keys refuses every old token.
 	if err := s.Restart(); err != nil {
 		t.Fatal(err)
