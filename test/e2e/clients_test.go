@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,12 +58,13 @@ func testSkopeo(t *testing.T, w *world, skopeo string) {
 	defer cancel()
 	dir := t.TempDir()
 	authfile := filepath.Join(dir, "auth.json")
-	ref := "docker://" + w.proxy.Host + "/" + repo + ":" + tag
+	host := w.containersHost()
+	ref := "docker://" + host + "/" + repo + ":" + tag
 
-	if out, err := clienttools.Run(ctx, skopeo, "login", "--authfile", authfile, "--tls-verify=false", "-u", robotUser, "-p", robotPass, w.proxy.Host); err != nil {
+	if out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"login", "--authfile", authfile}, w.tlsArgs(""), []string{"-u", robotUser, "-p", robotPass, host})...); err != nil {
 		t.Fatalf("skopeo login: %v\n%s", err, out)
 	}
-	out, err := clienttools.Run(ctx, skopeo, "inspect", "--authfile", authfile, "--tls-verify=false", ref)
+	out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"inspect", "--authfile", authfile}, w.tlsArgs(""), []string{ref})...)
 	if err != nil {
 		t.Fatalf("skopeo inspect: %v\n%s", err, out)
 	}
@@ -71,7 +73,7 @@ func testSkopeo(t *testing.T, w *world, skopeo string) {
 		t.Errorf("inspect digest %q, want %s (%v)", inspected.Digest, digestOf(t, img), err)
 	}
 	dst := filepath.Join(dir, "image")
-	if out, err := clienttools.Run(ctx, skopeo, "copy", "--authfile", authfile, "--src-tls-verify=false", ref, "dir:"+dst); err != nil {
+	if out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"copy", "--authfile", authfile}, w.tlsArgs("src-"), []string{ref, "dir:" + dst})...); err != nil {
 		t.Fatalf("skopeo copy: %v\n%s", err, out)
 	}
 	layers, _ := img.Layers()
@@ -85,8 +87,8 @@ func testSkopeo(t *testing.T, w *world, skopeo string) {
 	}
 	// The multi-arch index, every image of it.
 	all := filepath.Join(dir, "index")
-	if out, err := clienttools.Run(ctx, skopeo, "copy", "--all", "--authfile", authfile, "--src-tls-verify=false",
-		"docker://"+w.proxy.Host+"/"+repo+":"+indexTag, "dir:"+all); err != nil {
+	if out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"copy", "--all", "--authfile", authfile}, w.tlsArgs("src-"),
+		[]string{"docker://" + host + "/" + repo + ":" + indexTag, "dir:" + all})...); err != nil {
 		t.Fatalf("skopeo copy --all: %v\n%s", err, out)
 	}
 	im, _ := idx.IndexManifest()
@@ -97,6 +99,15 @@ func testSkopeo(t *testing.T, w *world, skopeo string) {
 	}
 	w.assertUpstreamSawOnlyRobotTokens()
 	w.assertCDNServed(len(layers) + 1)
+	if w.quay != nil {
+		// Without the quay CA the copy fails at the CDN, and only there:
+		// skopeo verifies the CDN's certificate.
+		out, err := clienttools.Run(ctx, "env", slices.Concat([]string{"-u", "SSL_CERT_FILE", skopeo, "copy", "--authfile", authfile},
+			w.tlsArgs("src-"), []string{ref, "dir:" + filepath.Join(dir, "untrusted")})...)
+		if err == nil || !strings.Contains(out, w.quay.CDNHost()) || !strings.Contains(out, "certificate") {
+			t.Errorf("skopeo without the quay CA: %v\n%s", err, out)
+		}
+	}
 }
 
 func TestPodman(t *testing.T) {
@@ -108,20 +119,21 @@ func testPodman(t *testing.T, w *world) {
 	img, _ := pushContent(t, w)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	ref := w.proxy.Host + "/" + repo + ":" + tag
+	host := w.containersHost()
+	ref := host + "/" + repo + ":" + tag
 	for _, who := range []struct{ user, pass string }{{robotUser, robotPass}, {"alice", aliceToken}} {
 		pm := clienttools.NewPodman(t)
-		if out, err := pm.Run(ctx, "login", "--authfile", pm.Authfile, "--tls-verify=false", "-u", who.user, "-p", who.pass, w.proxy.Host); err != nil {
+		if out, err := pm.Run(ctx, slices.Concat([]string{"login", "--authfile", pm.Authfile}, w.tlsArgs(""), []string{"-u", who.user, "-p", who.pass, host})...); err != nil {
 			t.Fatalf("%s: podman login: %v\n%s", who.user, err, out)
 		}
-		if out, err := pm.Run(ctx, "pull", "--authfile", pm.Authfile, "--tls-verify=false", ref); err != nil {
+		if out, err := pm.Run(ctx, slices.Concat([]string{"pull", "--authfile", pm.Authfile}, w.tlsArgs(""), []string{ref})...); err != nil {
 			t.Fatalf("%s: podman pull: %v\n%s", who.user, err, out)
 		}
 		out, err := pm.Run(ctx, "image", "inspect", "--format", "{{.Digest}}", ref)
 		if err != nil || strings.TrimSpace(out) != digestOf(t, img) {
 			t.Errorf("%s: pulled digest %q, want %s (%v)", who.user, strings.TrimSpace(out), digestOf(t, img), err)
 		}
-		if out, err := pm.Run(ctx, "logout", "--authfile", pm.Authfile, w.proxy.Host); err != nil {
+		if out, err := pm.Run(ctx, "logout", "--authfile", pm.Authfile, host); err != nil {
 			t.Errorf("%s: podman logout: %v\n%s", who.user, err, out)
 		}
 	}
@@ -131,11 +143,11 @@ func testPodman(t *testing.T, w *world) {
 	// A denied cluster user: a clear error, no image, nothing upstream.
 	w.up.ResetRequests()
 	pm := clienttools.NewPodman(t)
-	out, err := pm.Run(ctx, "login", "--authfile", pm.Authfile, "--tls-verify=false", "-u", "bob", "-p", bobToken, w.proxy.Host)
+	out, err := pm.Run(ctx, slices.Concat([]string{"login", "--authfile", pm.Authfile}, w.tlsArgs(""), []string{"-u", "bob", "-p", bobToken, host})...)
 	if err == nil || !strings.Contains(out, "403") {
 		t.Errorf("denied login: %v\n%s", err, out)
 	}
-	out, err = pm.Run(ctx, "pull", "--creds", "bob:"+bobToken, "--tls-verify=false", ref)
+	out, err = pm.Run(ctx, slices.Concat([]string{"pull", "--creds", "bob:" + bobToken}, w.tlsArgs(""), []string{ref})...)
 	if err == nil {
 		t.Errorf("denied pull succeeded:\n%s", out)
 	}
@@ -316,7 +328,8 @@ func TestPullSecret(t *testing.T) {
 
 func testPullSecret(t *testing.T, w *world, skopeo string) {
 	img, _ := pushContent(t, w)
-	cfg := map[string]any{"auths": map[string]any{w.proxy.Host: map[string]string{
+	host := w.containersHost()
+	cfg := map[string]any{"auths": map[string]any{host: map[string]string{
 		"username": robotUser, "password": robotPass,
 		"auth": base64.StdEncoding.EncodeToString([]byte(robotUser + ":" + robotPass)),
 	}}}
@@ -327,7 +340,7 @@ func testPullSecret(t *testing.T, w *world, skopeo string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := clienttools.Run(ctx, skopeo, "inspect", "--raw", "--authfile", authfile, "--tls-verify=false", "docker://"+w.proxy.Host+"/"+repo+":"+tag)
+	out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"inspect", "--raw", "--authfile", authfile}, w.tlsArgs(""), []string{"docker://" + host + "/" + repo + ":" + tag})...)
 	if err != nil {
 		t.Fatalf("skopeo with a pull secret: %v\n%s", err, out)
 	}

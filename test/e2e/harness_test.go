@@ -6,7 +6,9 @@
 // realm on its own host, paged tag lists, blob GETs redirected to a CDN on
 // another host) — with a cluster API stand-in, and checks what each client
 // got and what the upstream (and the CDN) saw. The Go clients run over
-// HTTP/1.1 and over h2c, as Knative's queue-proxy speaks to the function.
+// HTTP/1.1 and over h2c, as Knative's queue-proxy speaks to the function;
+// behind quay, skopeo and podman reach it through a TLS front that speaks
+// h2c to it, as Cloud Run's does, and verify every certificate.
 package e2e
 
 import (
@@ -172,6 +174,29 @@ type world struct {
 	quay    *quaytest.Server       // the upstream when kind is quay, else nil
 	cluster *clustertest.Server
 	proxy   *proxyproc.Process
+	front   *tlsFront // behind quay, the TLS front skopeo and podman use
+}
+
+// containersHost is where skopeo and podman reach the function: behind
+// distribution the function itself over plain HTTP; behind quay the TLS
+// front, so that they verify every certificate they meet — the front's
+// with its CA from a cert dir, the CDN's with the quay CA, the one CA they
+// get from SSL_CERT_FILE. (With --tls-verify=false, containers/image skips
+// verification for the redirect to the CDN too.)
+func (w *world) containersHost() string {
+	if w.front != nil {
+		return w.front.Host
+	}
+	return w.proxy.Host
+}
+
+// tlsArgs are skopeo's or podman's TLS flags (prefix "src-" for skopeo
+// copy's source) for containersHost.
+func (w *world) tlsArgs(prefix string) []string {
+	if w.front != nil {
+		return []string{"--" + prefix + "tls-verify=true", "--" + prefix + "cert-dir=" + w.front.CertDir}
+	}
+	return []string{"--" + prefix + "tls-verify=false"}
 }
 
 // eachUpstream runs fn as a subtest against each upstream, in a world of its own.
@@ -293,6 +318,7 @@ func newWorldWith(t *testing.T, kind string, extraEnv func(w *world) map[string]
 		}
 		w.proxy.Host = "127.0.0.1:" + port
 		w.proxy.URL = "http://" + w.proxy.Host
+		w.front = startTLSFront(t, w.proxy.URL)
 	}
 	return w
 }

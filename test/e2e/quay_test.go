@@ -83,8 +83,8 @@ func TestTagListPaging(t *testing.T) {
 				w.up.ResetRequests()
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				defer cancel()
-				out, err := clienttools.Run(ctx, skopeo, "list-tags", "--tls-verify=false", "--creds", "alice:"+aliceToken,
-					"docker://"+w.proxy.Host+"/"+repo)
+				out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"list-tags", "--creds", "alice:" + aliceToken}, w.tlsArgs(""),
+					[]string{"docker://" + w.containersHost() + "/" + repo})...)
 				if err != nil {
 					t.Fatalf("skopeo list-tags: %v\n%s", err, out)
 				}

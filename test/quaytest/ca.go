@@ -68,6 +68,13 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
+// PEM is the CA certificate, PEM-encoded.
+func (ca *CA) PEM() []byte { return append([]byte(nil), ca.pem...) }
+
+// ServerCertificate issues a server certificate for localhost and
+// 127.0.0.1, with the CA's certificate in its chain.
+func (ca *CA) ServerCertificate() (tls.Certificate, error) { return ca.leaf() }
+
 // leaf issues a server certificate for localhost and 127.0.0.1.
 func (ca *CA) leaf() (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
