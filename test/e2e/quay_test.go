@@ -153,6 +153,16 @@ func TestBlobRedirectToCDN(t *testing.T) {
 	if len(w.quay.CDNRequests()) != 0 {
 		t.Fatal("the CDN was asked before the client followed the redirect")
 	}
+	// Passed on as the upstream sent it, byte for byte.
+	var sent []string
+	for _, r := range w.quay.Requests() {
+		if r.Method == http.MethodGet && r.Status == http.StatusFound {
+			sent = append(sent, r.Answer.Get("Location"))
+		}
+	}
+	if len(sent) != 1 || sent[0] != resp.Header.Get("Location") {
+		t.Errorf("Location %q, the upstream sent %q", resp.Header.Get("Location"), sent)
+	}
 	// The client follows it (Go drops Authorization on a redirect to
 	// another host, as containers/image and containerd do).
 	req, _ = http.NewRequest(http.MethodGet, blob, nil)

@@ -67,7 +67,7 @@ func (s *Server) handleCDN(w http.ResponseWriter, req *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		s.mu.Lock()
-		s.cdnRequests = append(s.cdnRequests, record(req, rec.status))
+		s.cdnRequests = append(s.cdnRequests, record(req, rec))
 		s.mu.Unlock()
 	}()
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {

@@ -50,11 +50,13 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Request is one request the registry or the CDN received.
+// Request is one request the registry or the CDN received, and the
+// status and headers of its answer.
 type Request struct {
 	Method, Host, Path, RawQuery string
 	Header                       http.Header
 	Status                       int
+	Answer                       http.Header
 }
 
 // Server is a running quay-like registry and its CDN.

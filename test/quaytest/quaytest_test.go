@@ -305,7 +305,7 @@ func TestRateLimitAndCookie(t *testing.T) {
 		t.Errorf("after the limit: %d", resp.StatusCode)
 	}
 	reqs := s.Requests()
-	if len(reqs) != 2 || reqs[0].Status != 429 || reqs[1].Path != "/v2/" {
+	if len(reqs) != 2 || reqs[0].Status != 429 || reqs[0].Answer.Get("Retry-After") != "7" || reqs[1].Path != "/v2/" {
 		t.Errorf("requests %v", reqs)
 	}
 }

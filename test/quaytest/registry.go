@@ -33,16 +33,16 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-func record(req *http.Request, status int) Request {
+func record(req *http.Request, rec *statusRecorder) Request {
 	return Request{Method: req.Method, Host: req.Host, Path: req.URL.Path, RawQuery: req.URL.RawQuery,
-		Header: req.Header.Clone(), Status: status}
+		Header: req.Header.Clone(), Status: rec.status, Answer: rec.Header().Clone()}
 }
 
 func (s *Server) handleRegistry(w http.ResponseWriter, req *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		s.mu.Lock()
-		s.requests = append(s.requests, record(req, rec.status))
+		s.requests = append(s.requests, record(req, rec))
 		s.mu.Unlock()
 	}()
 	s.mu.Lock()
