@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,15 +26,15 @@ func pushContent(t *testing.T, w *world) (v1.Image, v1.ImageIndex) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	img, err := w.reg.PushRandomImage(ctx, tag, 3, 128<<10)
+	img, err := w.up.PushRandomImage(ctx, tag, 3, 128<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := w.reg.PushRandomIndex(ctx, indexTag)
+	idx, err := w.up.PushRandomIndex(ctx, indexTag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.reg.ResetRequests()
+	w.up.ResetRequests()
 	return img, idx
 }
 
@@ -48,18 +49,22 @@ func digestOf(t *testing.T, d interface{ Digest() (v1.Hash, error) }) string {
 
 func TestSkopeo(t *testing.T) {
 	skopeo := clienttools.Need(t, "skopeo", "skopeo")
-	w := newWorld(t)
+	eachUpstream(t, func(t *testing.T, w *world) { testSkopeo(t, w, skopeo) })
+}
+
+func testSkopeo(t *testing.T, w *world, skopeo string) {
 	img, idx := pushContent(t, w)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	authfile := filepath.Join(dir, "auth.json")
-	ref := "docker://" + w.proxy.Host + "/" + repo + ":" + tag
+	host := w.containersHost()
+	ref := "docker://" + host + "/" + repo + ":" + tag
 
-	if out, err := clienttools.Run(ctx, skopeo, "login", "--authfile", authfile, "--tls-verify=false", "-u", robotUser, "-p", robotPass, w.proxy.Host); err != nil {
+	if out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"login", "--authfile", authfile}, w.tlsArgs(""), []string{"-u", robotUser, "-p", robotPass, host})...); err != nil {
 		t.Fatalf("skopeo login: %v\n%s", err, out)
 	}
-	out, err := clienttools.Run(ctx, skopeo, "inspect", "--authfile", authfile, "--tls-verify=false", ref)
+	out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"inspect", "--authfile", authfile}, w.tlsArgs(""), []string{ref})...)
 	if err != nil {
 		t.Fatalf("skopeo inspect: %v\n%s", err, out)
 	}
@@ -68,7 +73,7 @@ func TestSkopeo(t *testing.T) {
 		t.Errorf("inspect digest %q, want %s (%v)", inspected.Digest, digestOf(t, img), err)
 	}
 	dst := filepath.Join(dir, "image")
-	if out, err := clienttools.Run(ctx, skopeo, "copy", "--authfile", authfile, "--src-tls-verify=false", ref, "dir:"+dst); err != nil {
+	if out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"copy", "--authfile", authfile}, w.tlsArgs("src-"), []string{ref, "dir:" + dst})...); err != nil {
 		t.Fatalf("skopeo copy: %v\n%s", err, out)
 	}
 	layers, _ := img.Layers()
@@ -82,8 +87,8 @@ func TestSkopeo(t *testing.T) {
 	}
 	// The multi-arch index, every image of it.
 	all := filepath.Join(dir, "index")
-	if out, err := clienttools.Run(ctx, skopeo, "copy", "--all", "--authfile", authfile, "--src-tls-verify=false",
-		"docker://"+w.proxy.Host+"/"+repo+":"+indexTag, "dir:"+all); err != nil {
+	if out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"copy", "--all", "--authfile", authfile}, w.tlsArgs("src-"),
+		[]string{"docker://" + host + "/" + repo + ":" + indexTag, "dir:" + all})...); err != nil {
 		t.Fatalf("skopeo copy --all: %v\n%s", err, out)
 	}
 	im, _ := idx.IndexManifest()
@@ -93,80 +98,104 @@ func TestSkopeo(t *testing.T) {
 		}
 	}
 	w.assertUpstreamSawOnlyRobotTokens()
+	w.assertCDNServed(len(layers) + 1)
+	if w.quay != nil {
+		// Without the quay CA the copy fails at the CDN, and only there:
+		// skopeo verifies the CDN's certificate.
+		out, err := clienttools.Run(ctx, "env", slices.Concat([]string{"-u", "SSL_CERT_FILE", skopeo, "copy", "--authfile", authfile},
+			w.tlsArgs("src-"), []string{ref, "dir:" + filepath.Join(dir, "untrusted")})...)
+		if err == nil || !strings.Contains(out, w.quay.CDNHost()) || !strings.Contains(out, "certificate") {
+			t.Errorf("skopeo without the quay CA: %v\n%s", err, out)
+		}
+	}
 }
 
 func TestPodman(t *testing.T) {
 	clienttools.NewPodman(t) // skip or fail before starting anything
-	w := newWorld(t)
+	eachUpstream(t, testPodman)
+}
+
+func testPodman(t *testing.T, w *world) {
 	img, _ := pushContent(t, w)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	ref := w.proxy.Host + "/" + repo + ":" + tag
+	host := w.containersHost()
+	ref := host + "/" + repo + ":" + tag
 	for _, who := range []struct{ user, pass string }{{robotUser, robotPass}, {"alice", aliceToken}} {
 		pm := clienttools.NewPodman(t)
-		if out, err := pm.Run(ctx, "login", "--authfile", pm.Authfile, "--tls-verify=false", "-u", who.user, "-p", who.pass, w.proxy.Host); err != nil {
+		if out, err := pm.Run(ctx, slices.Concat([]string{"login", "--authfile", pm.Authfile}, w.tlsArgs(""), []string{"-u", who.user, "-p", who.pass, host})...); err != nil {
 			t.Fatalf("%s: podman login: %v\n%s", who.user, err, out)
 		}
-		if out, err := pm.Run(ctx, "pull", "--authfile", pm.Authfile, "--tls-verify=false", ref); err != nil {
+		if out, err := pm.Run(ctx, slices.Concat([]string{"pull", "--authfile", pm.Authfile}, w.tlsArgs(""), []string{ref})...); err != nil {
 			t.Fatalf("%s: podman pull: %v\n%s", who.user, err, out)
 		}
 		out, err := pm.Run(ctx, "image", "inspect", "--format", "{{.Digest}}", ref)
 		if err != nil || strings.TrimSpace(out) != digestOf(t, img) {
 			t.Errorf("%s: pulled digest %q, want %s (%v)", who.user, strings.TrimSpace(out), digestOf(t, img), err)
 		}
-		if out, err := pm.Run(ctx, "logout", "--authfile", pm.Authfile, w.proxy.Host); err != nil {
+		if out, err := pm.Run(ctx, "logout", "--authfile", pm.Authfile, host); err != nil {
 			t.Errorf("%s: podman logout: %v\n%s", who.user, err, out)
 		}
 	}
 	w.assertUpstreamSawOnlyRobotTokens()
+	w.assertCDNServed(4)
 
 	// A denied cluster user: a clear error, no image, nothing upstream.
-	w.reg.ResetRequests()
+	w.up.ResetRequests()
 	pm := clienttools.NewPodman(t)
 	// podman login names no repository, so it needs only a valid cluster
 	// token; the denial shows at the pull, with the repository named.
-	out, err := pm.Run(ctx, "login", "--authfile", pm.Authfile, "--tls-verify=false", "-u", "bob", "-p", bobToken, w.proxy.Host)
+	out, err := pm.Run(ctx, slices.Concat([]string{"login", "--authfile", pm.Authfile}, w.tlsArgs(""), []string{"-u", "bob", "-p", bobToken, host})...)
 	if err != nil {
 		t.Errorf("login of a valid cluster token: %v\n%s", err, out)
 	}
-	out, err = pm.Run(ctx, "pull", "--authfile", pm.Authfile, "--tls-verify=false", ref)
+	out, err = pm.Run(ctx, slices.Concat([]string{"pull", "--authfile", pm.Authfile}, w.tlsArgs(""), []string{ref})...)
 	if err == nil || !strings.Contains(out, "403") {
 		t.Errorf("denied pull: %v\n%s; want a 403", err, out)
 	}
 	if out, _ := pm.Run(ctx, "images", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("a denied user has images: %q", out)
 	}
-	for _, r := range w.reg.Requests() {
+	for _, r := range w.up.requests() {
 		if strings.HasPrefix(r.Path, "/v2/"+repo) {
 			t.Errorf("the upstream saw %s %s for a denied user", r.Method, r.Path)
 		}
 	}
 }
 
+// TestGoContainerRegistry: crane's calls (remote.Image by tag and digest
+// with every layer read and its digest verified, remote.Head, remote.List)
+// and a Range resume, over HTTP/1.1 and h2c, behind each upstream.
 func TestGoContainerRegistry(t *testing.T) {
-	w := newWorld(t)
-	img, _ := pushContent(t, w)
-	auth := remote.WithAuth(&authn.Basic{Username: "alice", Password: aliceToken})
+	eachUpstream(t, func(t *testing.T, w *world) {
+		img, _ := pushContent(t, w)
+		eachProtocol(t, w, func(t *testing.T, c *http.Client) { testGoContainerRegistry(t, w, c, img) })
+	})
+}
+
+func testGoContainerRegistry(t *testing.T, w *world, c *http.Client, img v1.Image) {
+	opts := []remote.Option{remote.WithTransport(c.Transport), remote.WithAuth(&authn.Basic{Username: "alice", Password: aliceToken})}
 	byTag, err := name.ParseReference(w.proxy.Host+"/"+repo+":"+tag, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := remote.Image(byTag, auth)
+	got, err := remote.Image(byTag, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if digestOf(t, got) != digestOf(t, img) {
 		t.Errorf("by tag: %s, want %s", digestOf(t, got), digestOf(t, img))
 	}
+	pullLayers(t, got)
 	byDigest, _ := name.ParseReference(w.proxy.Host+"/"+repo+"@"+digestOf(t, img), name.Insecure)
-	if got, err := remote.Image(byDigest, auth); err != nil || digestOf(t, got) != digestOf(t, img) {
+	if got, err := remote.Image(byDigest, opts...); err != nil || digestOf(t, got) != digestOf(t, img) {
 		t.Errorf("by digest: %v", err)
 	}
-	desc, err := remote.Head(byTag, auth)
+	desc, err := remote.Head(byTag, opts...)
 	if err != nil || desc.Digest.String() != digestOf(t, img) {
 		t.Errorf("HEAD: %v %v", desc, err)
 	}
-	tags, err := remote.List(byTag.Context(), auth)
+	tags, err := remote.List(byTag.Context(), opts...)
 	if err != nil || strings.Join(tags, ",") != tag+","+indexTag {
 		t.Errorf("tags %v %v", tags, err)
 	}
@@ -175,11 +204,11 @@ func TestGoContainerRegistry(t *testing.T) {
 	d, _ := layers[0].Digest()
 	rc, _ := layers[0].Compressed()
 	full, _ := io.ReadAll(rc)
-	tok := login(t, w, "alice", aliceToken)
+	tok := login(t, c, w, "alice", aliceToken)
 	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/"+repo+"/blobs/"+d.String(), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Range", "bytes=1000-")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,14 +218,41 @@ func TestGoContainerRegistry(t *testing.T) {
 		t.Errorf("range resume: %d, %d bytes of %d", resp.StatusCode, len(rest), len(full)-1000)
 	}
 	w.assertUpstreamSawOnlyRobotTokens(tok)
+	w.assertCDNServed(len(layers) + 2)
+}
+
+// pullLayers reads the config and every layer of img, as a pull does;
+// go-containerregistry checks each digest as it reads.
+func pullLayers(t *testing.T, img v1.Image) {
+	t.Helper()
+	if _, err := img.ConfigFile(); err != nil {
+		t.Errorf("config: %v", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		want, _ := l.Digest()
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Errorf("layer %s: %v", want, err)
+		}
+		if err := rc.Close(); err != nil {
+			t.Errorf("layer %s: %v", want, err)
+		}
+	}
 }
 
 // login fetches an access token for pull with Basic credentials.
-func login(t *testing.T, w *world, user, pass string) string {
+func login(t *testing.T, c *http.Client, w *world, user, pass string) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/auth?scope=repository:"+repo+":pull&service="+w.proxy.Host, nil)
 	req.SetBasicAuth(user, pass)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,10 +265,15 @@ func login(t *testing.T, w *world, user, pass string) string {
 }
 
 func TestContainerdAndDockerTokenFlows(t *testing.T) {
-	w := newWorld(t)
-	pushContent(t, w)
+	eachUpstream(t, func(t *testing.T, w *world) {
+		pushContent(t, w)
+		eachProtocol(t, w, func(t *testing.T, c *http.Client) { testTokenFlows(t, w, c) })
+	})
+}
+
+func testTokenFlows(t *testing.T, w *world, c *http.Client) {
 	postForm := func(form url.Values) (int, map[string]any) {
-		resp, err := http.PostForm(w.proxy.URL+"/v2/auth", form)
+		resp, err := c.PostForm(w.proxy.URL+"/v2/auth", form)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +298,7 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/"+repo+"/manifests/"+tag, nil)
 	req.Header.Set("Authorization", "Bearer "+access)
 	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +309,7 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 	// docker: GET with offline_token=true&client_id=docker keeps a refresh token.
 	req, _ = http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/auth?account=openshift%2Bci_robot&client_id=docker&offline_token=true&service="+w.proxy.Host, nil)
 	req.SetBasicAuth(robotUser, robotPass)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,9 +325,13 @@ func TestContainerdAndDockerTokenFlows(t *testing.T) {
 // TestPullSecret uses a .dockerconfigjson, as kubelet/CRI uses an imagePullSecret.
 func TestPullSecret(t *testing.T) {
 	skopeo := clienttools.Need(t, "skopeo", "skopeo")
-	w := newWorld(t)
+	eachUpstream(t, func(t *testing.T, w *world) { testPullSecret(t, w, skopeo) })
+}
+
+func testPullSecret(t *testing.T, w *world, skopeo string) {
 	img, _ := pushContent(t, w)
-	cfg := map[string]any{"auths": map[string]any{w.proxy.Host: map[string]string{
+	host := w.containersHost()
+	cfg := map[string]any{"auths": map[string]any{host: map[string]string{
 		"username": robotUser, "password": robotPass,
 		"auth": base64.StdEncoding.EncodeToString([]byte(robotUser + ":" + robotPass)),
 	}}}
@@ -277,7 +342,7 @@ func TestPullSecret(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := clienttools.Run(ctx, skopeo, "inspect", "--raw", "--authfile", authfile, "--tls-verify=false", "docker://"+w.proxy.Host+"/"+repo+":"+tag)
+	out, err := clienttools.Run(ctx, skopeo, slices.Concat([]string{"inspect", "--raw", "--authfile", authfile}, w.tlsArgs(""), []string{"docker://" + host + "/" + repo + ":" + tag})...)
 	if err != nil {
 		t.Fatalf("skopeo with a pull secret: %v\n%s", err, out)
 	}

@@ -19,7 +19,7 @@ func get(t *testing.T, w *world, path, tok string) *http.Response {
 	req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := noRedirects.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,16 +28,22 @@ func get(t *testing.T, w *world, path, tok string) *http.Response {
 	return resp
 }
 
+// noRedirects is a client that shows a redirect rather than following it.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 func TestUpstreamRestartAndOutage(t *testing.T) {
-	w := newWorld(t)
+	eachUpstream(t, testUpstreamRestartAndOutage)
+}
+
+func testUpstreamRestartAndOutage(t *testing.T, w *world) {
 	pushContent(t, w)
-	tok := login(t, w, robotUser, robotPass)
+	tok := login(t, http.DefaultClient, w, robotUser, robotPass)
 	manifest := "/v2/" + repo + "/manifests/" + tag
 	if resp := get(t, w, manifest, tok); resp.StatusCode != 200 {
 		t.Fatalf("before: %d", resp.StatusCode)
 	}
 	// The upstream restarts: its tokens become invalid; the next pull works.
-	if err := w.reg.Restart(); err != nil {
+	if err := w.up.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	if resp := get(t, w, manifest, tok); resp.StatusCode != 200 {
@@ -45,14 +51,14 @@ func TestUpstreamRestartAndOutage(t *testing.T) {
 	}
 	// The upstream goes away: 503 with Retry-After, and recovery without
 	// restarting the proxy.
-	if err := w.reg.Stop(); err != nil {
+	if err := w.up.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	resp := get(t, w, manifest, tok)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("upstream down: %d Retry-After=%q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	if err := w.reg.Resume(); err != nil {
+	if err := w.up.Resume(); err != nil {
 		t.Fatal(err)
 	}
 	if resp := get(t, w, manifest, tok); resp.StatusCode != 200 {
@@ -60,8 +66,10 @@ func TestUpstreamRestartAndOutage(t *testing.T) {
 	}
 }
 
+// TestClusterOutage needs no upstream but the default one: logins are
+// answered by the function and the cluster alone.
 func TestClusterOutage(t *testing.T) {
-	w := newWorld(t)
+	w := newWorld(t, distribution)
 	w.cluster.SetDown(true)
 	status := func(user, pass string) (int, string) {
 		req, _ := http.NewRequest(http.MethodGet, w.proxy.URL+"/v2/auth?scope=repository:"+repo+":pull", nil)
@@ -100,16 +108,19 @@ func fetchBlob(ctx context.Context, w *world, digest v1.Hash, tok string) (strin
 // TestBigBlobManyClients: 256 MiB pulled by 8 clients at once, all intact;
 // then a client that gives up mid-blob leaves nothing open behind; then
 // SIGTERM during a pull lets it finish, refuses new connections, exits 0.
+// Behind distribution only: behind quay a blob's bytes never pass through
+// the function (the client follows the redirect to the CDN), which
+// TestBlobRedirectToCDN shows.
 func TestBigBlobManyClients(t *testing.T) {
-	w := newWorld(t)
+	w := newWorld(t, distribution)
 	const size = 256 << 20
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	digest, err := w.reg.PushBlob(ctx, size)
+	digest, err := w.up.PushBlob(ctx, size)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := login(t, w, robotUser, robotPass)
+	tok := login(t, http.DefaultClient, w, robotUser, robotPass)
 
 	var wg sync.WaitGroup
 	for i := range 8 {
