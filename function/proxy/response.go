@@ -63,9 +63,10 @@ func (h *Handler) rewriteLocation(loc string, fw forwarded) string {
 
 // rewriteLinks rewrites one Link header value (RFC 8288: comma-separated
 // "<URI-reference>; param=value" link-values). A relative reference
-// (distribution's "</v2/…/tags/list?…>") is kept, resolved by the client
-// against our URL; an absolute one on the upstream's host (quay.io's
-// "<https://quay.io/v2/…/tags/list?n=100&last=…>") moves to our public
+// (distribution's and today's quay's "</v2/…/tags/list?…>": quay joins
+// its app URL's path, not its host, to url_for) is kept, resolved by the
+// client against our URL; an absolute one on the upstream's host (older
+// quay's "<https://quay.io/v2/…/tags/list?n=100&last=…>") moves to our public
 // scheme and host with its path and query; one to any other host, or one
 // that does not parse, is dropped (go-containerregistry's getNextPageURL
 // refuses another host too). It returns "" when nothing is left.
