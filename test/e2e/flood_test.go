@@ -63,7 +63,7 @@ func TestFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, reg: reg, cluster: cl}
+	w := &world{t: t, kind: distribution, up: distributionUpstream{reg}, reg: reg, cluster: cl}
 	w.proxy = proxyproc.Start(t, binary, map[string]string{
 		"QCI_UPSTREAM_URL":     reg.URL(),
 		"QCI_ROBOT_USERNAME":   robotUser,
