@@ -249,17 +249,9 @@ func (c *Cluster) Authorize(ctx context.Context, id Identity) error {
 	if c.opts.Authorize == nil && c.opts.Namespace == "" {
 		return nil
 	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	if !c.acquire() {
-		return ErrBusy
-	}
-	defer c.release()
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ReviewTimeout)
-	defer cancel()
-	return c.authorize(ctx, cl, id)
+	return c.inSlot(ctx, func(ctx context.Context, cl *clusterClients) error {
+		return c.authorize(ctx, cl, id)
+	})
 }
 
 // ReviewImageStream runs one SubjectAccessReview for id, never cached
@@ -269,6 +261,14 @@ func (c *Cluster) Authorize(ctx context.Context, id Identity) error {
 // MaxReviews reviews are in flight already, ErrUnavailable (wrapped) when
 // the cluster cannot say. It takes a review slot like Login.
 func (c *Cluster) ReviewImageStream(ctx context.Context, id Identity, namespace, name string) error {
+	return c.inSlot(ctx, func(ctx context.Context, cl *clusterClients) error {
+		return c.accessReview(ctx, cl, id, namespace, name)
+	})
+}
+
+// inSlot runs review with the cluster's clients in a review slot, within
+// ReviewTimeout: ErrBusy at once when every slot is taken.
+func (c *Cluster) inSlot(ctx context.Context, review func(context.Context, *clusterClients) error) error {
 	cl, err := c.client()
 	if err != nil {
 		return err
@@ -279,7 +279,7 @@ func (c *Cluster) ReviewImageStream(ctx context.Context, id Identity, namespace,
 	defer c.release()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ReviewTimeout)
 	defer cancel()
-	return c.accessReview(ctx, cl, id, namespace, name)
+	return review(ctx, cl)
 }
 
 // acquire takes a review slot without waiting.
