@@ -30,6 +30,8 @@ type results struct {
 type production struct {
 	BlobMBps1        map[string]float64 `json:"blob_mbps_1_client"`
 	BlobMBps8        map[string]float64 `json:"blob_mbps_8_clients"`
+	BlobCPU1         map[string]float64 `json:"blob_cpu_s_per_gb_1_client"`
+	BlobCPU8         map[string]float64 `json:"blob_cpu_s_per_gb_8_clients"`
 	ManifestGETsPerS map[string]float64 `json:"manifest_gets_per_s_64_clients"`
 	ManifestCPUus    map[string]float64 `json:"manifest_cpu_us_per_get"`
 	DigestGETsPerS   map[string]float64 `json:"manifest_by_digest_gets_per_s_64_clients"`
@@ -61,6 +63,8 @@ type production struct {
 type plainHTTP struct {
 	BlobMBps1        map[string]float64 `json:"blob_mbps_1_client"`
 	BlobMBps8        map[string]float64 `json:"blob_mbps_8_clients"`
+	BlobCPU1         map[string]float64 `json:"blob_cpu_s_per_gb_1_client"`
+	BlobCPU8         map[string]float64 `json:"blob_cpu_s_per_gb_8_clients"`
 	ManifestGETsPerS map[string]float64 `json:"manifest_gets_per_s_64_clients"`
 	ManifestCPUus    map[string]float64 `json:"manifest_cpu_us_per_get"`
 }
@@ -109,10 +113,20 @@ func (b *bench) measure() (*results, error) {
 	r := &results{Quick: b.o.quick, BlobSizeMiB: b.o.blobSize >> 20, Date: time.Now().UTC().Format(time.RFC3339),
 		Machine: machine(), GoVersion: runtime.Version(), Commit: commit()}
 	p := &r.Production
-	blob := func(n int) func(*peer) (float64, error) {
-		return func(pr *peer) (float64, error) { return blobMBps(pr, b.c, n) }
-	}
 	var cpu map[string][]float64
+	blob := func(n int) func(*peer) (float64, error) {
+		return func(pr *peer) (float64, error) {
+			var before int64
+			if pr.pids != nil {
+				before = cpuTicks(pr.pids())
+			}
+			mbps, err := blobMBps(pr, b.c, n)
+			if pr.pids != nil { // CPU seconds (ticks/100) per GB moved
+				cpu[pr.name] = append(cpu[pr.name], float64(cpuTicks(pr.pids())-before)/100/(float64(int64(n)*b.c.blobSize)/1e9))
+			}
+			return mbps, err
+		}
+	}
 	mfst := func(path, digest string) func(*peer) (float64, error) {
 		return func(pr *peer) (float64, error) {
 			rps, us, err := manifestLoad(pr, path, digest, 64, sc.manifestFor)
@@ -122,19 +136,21 @@ func (b *bench) measure() (*results, error) {
 	}
 
 	fmt.Println("production path: blob MB/s, 1 client")
+	cpu = map[string][]float64{}
 	s, err := b.interleaved(sc.blob1Reps, tlsPeers, blob(1))
 	if err != nil {
 		return nil, err
 	}
-	p.BlobMBps1 = medians(s)
+	p.BlobMBps1, p.BlobCPU1 = medians(s), medians(cpu)
 	p.RatioBlob1Direct, p.RatioBlob1Nginx = medianRatio(s[qciH2C], s[direct]), medianRatio(s[qciH2C], s[nginxH2C])
 	p.RatioH1Blob1 = medianRatio(s[qciH1], s[direct])
 
 	fmt.Println("production path: blob MB/s, 8 clients")
+	cpu = map[string][]float64{}
 	if s, err = b.interleaved(sc.blob8Reps, tlsPeers, blob(8)); err != nil {
 		return nil, err
 	}
-	p.BlobMBps8 = medians(s)
+	p.BlobMBps8, p.BlobCPU8 = medians(s), medians(cpu)
 	p.RatioBlob8Direct, p.RatioBlob8Nginx = medianRatio(s[qciH2C], s[direct]), medianRatio(s[qciH2C], s[nginxH2C])
 	p.RatioH1Blob8 = medianRatio(s[qciH1], s[direct])
 
@@ -177,14 +193,16 @@ func (b *bench) measure() (*results, error) {
 
 	q := &r.PlainHTTP
 	fmt.Println("plain-HTTP upstream: blob MB/s, 1 and 8 clients; manifest GETs")
+	cpu = map[string][]float64{}
 	if s, err = b.interleaved(sc.blob1Reps, plainPeers, blob(1)); err != nil {
 		return nil, err
 	}
-	q.BlobMBps1 = medians(s)
+	q.BlobMBps1, q.BlobCPU1 = medians(s), medians(cpu)
+	cpu = map[string][]float64{}
 	if s, err = b.interleaved(sc.blob8Reps, plainPeers, blob(8)); err != nil {
 		return nil, err
 	}
-	q.BlobMBps8 = medians(s)
+	q.BlobMBps8, q.BlobCPU8 = medians(s), medians(cpu)
 	cpu = map[string][]float64{}
 	if s, err = b.interleaved(sc.manifestReps, plainPeers, mfst(manifests+blobTag, b.c.blobManifest)); err != nil {
 		return nil, err

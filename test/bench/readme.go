@@ -49,6 +49,8 @@ func tables(r *results) string {
 	}
 	row("blob MB/s, 1 client", p.BlobMBps1, "%.0f")
 	row("blob MB/s, 8 clients", p.BlobMBps8, "%.0f")
+	row("proxy CPU s per GB of blob, 1 client", p.BlobCPU1, "%.2f")
+	row("proxy CPU s per GB of blob, 8 clients", p.BlobCPU8, "%.2f")
 	row("manifest GETs/s by tag, 64 clients", p.ManifestGETsPerS, "%.0f")
 	row("proxy CPU µs per manifest GET by tag", p.ManifestCPUus, "%.1f")
 	row("manifest GETs/s by digest, 64 clients", p.DigestGETsPerS, "%.0f")
@@ -86,6 +88,8 @@ func tables(r *results) string {
 	}
 	prow("blob MB/s, 1 client", q.BlobMBps1, "%.0f")
 	prow("blob MB/s, 8 clients", q.BlobMBps8, "%.0f")
+	prow("proxy CPU s per GB of blob, 1 client", q.BlobCPU1, "%.2f")
+	prow("proxy CPU s per GB of blob, 8 clients", q.BlobCPU8, "%.2f")
 	prow("manifest GETs/s, 64 clients", q.ManifestGETsPerS, "%.0f")
 	prow("proxy CPU µs per manifest GET", q.ManifestCPUus, "%.1f")
 	return t.String()
