@@ -52,6 +52,7 @@ func New(cfg config.Config) (http.Handler, error) {
 		Username:   string(cfg.RobotUsername),
 		Password:   string(cfg.RobotPassword),
 		Transport:  base,
+		TokenHosts: cfg.UpstreamTokenHosts,
 		Logger:     log,
 	})
 	var cluster auth.ClusterLogin
@@ -79,7 +80,7 @@ func New(cfg config.Config) (http.Handler, error) {
 		Upstream:   upstreamURL,
 		Keys:       keys,
 		Public:     public,
-		Transport:  upstream.NewAuthTransport(upstream.NewSpliceTransport(base), source),
+		Transport:  upstream.NewAuthTransport(base, source),
 		Logger:     log,
 	})
 	return &router{auth: authHandler, proxy: proxyHandler}, nil

@@ -29,6 +29,7 @@ func Defaults() Config {
 		RefreshTTL:         NewDuration(24 * time.Hour),
 		AuthzNamespace:     "ocp",
 		ReviewCacheTTL:     NewDuration(5 * time.Minute),
+		ManifestCacheBytes: ByteSize{N: 8 << 20, raw: "8MiB"},
 	}
 }
 
@@ -70,6 +71,13 @@ type Config struct {
 	TokenAudiences []string `envconfig:"TOKEN_AUDIENCES"`
 	// ReviewCacheTTL is the longest an allowed cluster review is reused.
 	ReviewCacheTTL Duration `envconfig:"REVIEW_CACHE_TTL" default:"5m"`
+	// UpstreamTokenHosts are token endpoints, "host" or "host:port", that
+	// may receive the robot credentials (over https) besides the upstream's
+	// own trust domain (its host, or its registrable domain).
+	UpstreamTokenHosts []string `envconfig:"UPSTREAM_TOKEN_HOSTS"`
+	// ManifestCacheBytes bounds the in-memory cache of manifests by digest
+	// (keys plus values); 0 turns it off.
+	ManifestCacheBytes ByteSize `envconfig:"MANIFEST_CACHE_BYTES" default:"8MiB"`
 
 	// Logger receives the instance's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
@@ -123,6 +131,46 @@ func (d *Duration) Decode(value string) error {
 	d.Duration, d.err = time.ParseDuration(strings.TrimSpace(value))
 	return nil
 }
+
+// ByteSize is a count of bytes: a number, optionally with a KiB, MiB or GiB
+// suffix. Like Duration, it records a parse error for Validate.
+type ByteSize struct {
+	N   int64
+	raw string
+	err error
+}
+
+// NewByteSize wraps n for a Config built by hand.
+func NewByteSize(n int64) ByteSize { return ByteSize{N: n, raw: strconv.FormatInt(n, 10)} }
+
+// Decode implements envconfig.Decoder.
+func (b *ByteSize) Decode(value string) error {
+	b.raw = value
+	v := strings.TrimSpace(value)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	switch {
+	case err != nil:
+		b.err = err
+	case n < 0 || n > (1<<62)/mult:
+		b.err = errors.New("out of range")
+	default:
+		b.N, b.err = n*mult, nil
+	}
+	return nil
+}
+
+// String is the value as given.
+func (b ByteSize) String() string { return b.raw }
 
 // Signing keys must be at least this long (HS256 key strength).
 const minKeyLen = 32
@@ -250,6 +298,14 @@ func (c *Config) validate(problems []string) error {
 			bad("%s_TOKEN_AUDIENCES holds an empty audience", Prefix)
 		}
 	}
+	if c.ManifestCacheBytes.err != nil {
+		bad("%s_MANIFEST_CACHE_BYTES %q is not a size in bytes (e.g. 8MiB, 0 for off)", Prefix, c.ManifestCacheBytes.raw)
+	}
+	for _, h := range c.UpstreamTokenHosts {
+		if err := checkHost(strings.TrimSpace(h)); err != nil {
+			bad("%s_UPSTREAM_TOKEN_HOSTS: %v", Prefix, err)
+		}
+	}
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
 	}
@@ -283,6 +339,23 @@ func checkBaseURL(raw string) error {
 	}
 	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("%q must be scheme://host[:port] only", raw)
+	}
+	return nil
+}
+
+// checkHost accepts "host" or "host:port" and nothing more.
+func checkHost(h string) error {
+	if h == "" {
+		return errors.New("empty host (entries are comma-separated host or host:port)")
+	}
+	u, err := url.Parse("https://" + h)
+	if err != nil || u.Host != h || u.Hostname() == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q is not a host or host:port", h)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q has a bad port", h)
+		}
 	}
 	return nil
 }
@@ -322,6 +395,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("authz_namespace", c.AuthzNamespace),
 		slog.Any("token_audiences", c.TokenAudiences),
 		slog.String("review_cache_ttl", c.ReviewCacheTTL.String()),
+		slog.Any("upstream_token_hosts", c.UpstreamTokenHosts),
+		slog.Int64("manifest_cache_bytes", c.ManifestCacheBytes.N),
 	)
 }
 

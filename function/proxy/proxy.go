@@ -5,7 +5,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -19,7 +18,6 @@ import (
 	"github.com/qci-appci/qci-appci/function/registry"
 	"github.com/qci-appci/qci-appci/function/requestinfo"
 	"github.com/qci-appci/qci-appci/function/token"
-	"github.com/qci-appci/qci-appci/function/upstream"
 )
 
 // Options configure the proxy handler.
@@ -45,7 +43,7 @@ type Handler struct {
 	opts      Options
 	verified  *token.VerifiedCache
 	pullScope string
-	// bufs are the copy buffers of bodies that cannot be spliced.
+	// bufs are the body copy buffers.
 	bufs sync.Pool
 }
 
@@ -61,16 +59,11 @@ func New(opts Options) *Handler {
 		opts:      opts,
 		verified:  token.NewVerifiedCache(opts.Keys),
 		pullScope: registry.PullScope(opts.Repository).String(),
-		bufs:      sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }},
+		bufs:      newBufferPool(),
 	}
 }
 
 var allowRead = []string{"GET, HEAD"}
-
-// publicKey carries the request's public scheme and host to ModifyResponse.
-type publicKey struct{}
-
-type public struct{ scheme, host string }
 
 // ServeHTTP runs the checks of DESIGN.md in order: method, JWT, path, then
 // forwards.
@@ -131,7 +124,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"the token does not grant pull on "+h.opts.Repository)
 		return
 	}
-	h.forward(context.WithValue(r.Context(), publicKey{}, public{scheme, host}), w, r)
+	h.forward(r.Context(), w, r, forwarded{scheme: scheme, host: host, route: route})
 }
 
 func writeBase(w http.ResponseWriter, r *http.Request) {
@@ -154,53 +147,3 @@ func bearer(h http.Header) (string, bool) {
 	tok := strings.TrimSpace(v[7:])
 	return tok, tok != ""
 }
-
-// rewrite aims the outgoing request at the upstream: same (checked) path
-// and query, the upstream's Host, and nothing of the client's credentials.
-func (h *Handler) rewrite(out *http.Request) {
-	out.URL.Scheme = h.opts.Upstream.Scheme
-	out.URL.Host = h.opts.Upstream.Host
-	out.Host = ""
-	hdr := out.Header
-	delete(hdr, "Authorization")
-	delete(hdr, "Cookie")
-	delete(hdr, "Proxy-Authorization")
-}
-
-// modifyResponse keeps the upstream's own authentication to itself and
-// points a redirect on the upstream's host back at us.
-func (h *Handler) modifyResponse(ctx context.Context, resp *http.Response) {
-	requestinfo.SetUpstreamStatus(ctx, resp.StatusCode)
-	hdr := resp.Header
-	delete(hdr, "Www-Authenticate")
-	delete(hdr, "Set-Cookie")
-	registry.SetAPIVersion(hdr)
-	if loc := hdr.Get("Location"); loc != "" {
-		if u, err := url.Parse(loc); err == nil && u.IsAbs() && strings.EqualFold(u.Host, h.opts.Upstream.Host) {
-			if p, ok := ctx.Value(publicKey{}).(public); ok {
-				u.Scheme, u.Host = p.scheme, p.host
-				hdr.Set("Location", u.String())
-			}
-		}
-	}
-}
-
-// upstreamError answers 503 when the upstream cannot be reached or refuses
-// the robot; a client that went away gets nothing.
-func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
-		h.opts.Logger.DebugContext(r.Context(), "client went away", "path", r.URL.Path, "error", err)
-		return
-	}
-	msg := "upstream registry unavailable, try again later"
-	if errors.Is(err, upstream.ErrRobotRefused) {
-		msg = "upstream registry refused this service's credentials; try again later"
-		h.opts.Logger.ErrorContext(r.Context(), "upstream refused the robot", "path", r.URL.Path, "error", err)
-	} else {
-		h.opts.Logger.ErrorContext(r.Context(), "upstream unavailable", "path", r.URL.Path, "error", err)
-	}
-	registry.WriteError(w, http.StatusServiceUnavailable, registry.CodeUnavailable, msg)
-}
-
-// bufferSize is the copy buffer of a body that cannot be spliced.
-const bufferSize = 64 << 10

@@ -19,7 +19,6 @@ import (
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
 	"github.com/qci-appci/qci-appci/function/token"
-	"github.com/qci-appci/qci-appci/function/upstream"
 )
 
 const repo = "openshift/ci"
@@ -27,8 +26,7 @@ const repo = "openshift/ci"
 var blobPath = "/v2/" + repo + "/blobs/sha256:" + strings.Repeat("a", 64)
 
 // tlsProxy serves the proxy handler in front of an https upstream, the
-// path on which bodies are copied in user space (no splice), and returns
-// the proxy's URL and a pull token for it.
+// production path, and returns the proxy's URL and a pull token for it.
 func tlsProxy(t *testing.T, upstreamHandler http.HandlerFunc) (string, string) {
 	t.Helper()
 	up := httptest.NewTLSServer(upstreamHandler)
@@ -44,9 +42,8 @@ func tlsProxy(t *testing.T, upstreamHandler http.HandlerFunc) (string, string) {
 		Upstream:   upURL,
 		Keys:       keys,
 		Public:     public,
-		// The splice transport gives an https upstream to its fallback.
-		Transport: upstream.NewSpliceTransport(up.Client().Transport),
-		Logger:    slog.New(slog.DiscardHandler),
+		Transport:  up.Client().Transport,
+		Logger:     slog.New(slog.DiscardHandler),
 	})
 	px := httptest.NewServer(h)
 	t.Cleanup(px.Close)

@@ -1,9 +1,9 @@
 // Package upstream reaches the upstream registry for qci-appci: a shared,
 // tuned HTTP transport, the robot's upstream token (found through the
-// upstream's own challenge, fetched lazily, cached and shared), a
-// RoundTripper that adds that token and retries once when it goes stale, and
-// one that reads a plain-HTTP upstream on raw connections whose bodies the
-// kernel can splice.
+// upstream's own challenge, sent only into the upstream's trust domain,
+// fetched lazily or prefetched when a pull is coming, cached and shared),
+// and a RoundTripper that adds that token and retries once when it goes
+// stale.
 package upstream
 
 import "errors"

@@ -19,6 +19,10 @@ import (
 // fetchTimeout bounds one discovery plus token fetch, whoever waits for it.
 const fetchTimeout = 30 * time.Second
 
+// prefetchBackoff is how long after a failed fetch Prefetch starts none:
+// a flood of /v2/ probes must not become a flood of robot logins upstream.
+const prefetchBackoff = 10 * time.Second
+
 // defaultTokenLifetime is assumed when the token endpoint says nothing.
 const defaultTokenLifetime = 60 * time.Second
 
@@ -35,6 +39,9 @@ type TokenSourceOptions struct {
 	Username, Password string
 	// Transport carries discovery and token requests.
 	Transport http.RoundTripper
+	// TokenHosts are token endpoints the operator trusts besides the
+	// upstream's own trust domain ("host" or "host:port", https only).
+	TokenHosts []string
 	// Logger receives fetch failures, never credentials.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -49,7 +56,8 @@ type TokenSourceOptions struct {
 // waiting with its own context.
 type TokenSource struct {
 	opts   TokenSourceOptions
-	client *http.Client
+	client *http.Client // discovery: no credentials, no redirects
+	policy realmPolicy
 	flight singleflight.Group
 
 	mu         sync.Mutex
@@ -58,6 +66,7 @@ type TokenSource struct {
 	service    string
 	token      string
 	refreshAt  time.Time
+	failedAt   time.Time // of the last failed fetch
 }
 
 // NewTokenSource returns a TokenSource; it does not contact anything.
@@ -69,7 +78,8 @@ func NewTokenSource(opts TokenSourceOptions) *TokenSource {
 		opts.Now = time.Now
 	}
 	return &TokenSource{
-		opts: opts,
+		opts:   opts,
+		policy: newRealmPolicy(opts.URL, opts.TokenHosts),
 		client: &http.Client{Transport: opts.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
@@ -83,9 +93,7 @@ func (s *TokenSource) Token(ctx context.Context) (string, error) {
 		return tok, nil
 	}
 	ch := s.flight.DoChan("token", func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-		defer cancel()
-		return s.fetch(fctx)
+		return s.fetchDetached(context.WithoutCancel(ctx))
 	})
 	select {
 	case <-ctx.Done():
@@ -96,6 +104,41 @@ func (s *TokenSource) Token(ctx context.Context) (string, error) {
 		}
 		return r.Val.(string), nil
 	}
+}
+
+// Prefetch starts fetching the token in the background, unless it is cached,
+// a fetch is in flight (it joins nothing and waits for nothing), or the last
+// fetch failed less than prefetchBackoff ago. A request that reaches /v2/ or
+// /v2/auth calls it: a pull is coming, and its first proxied request then
+// finds the token ready. The fetch runs detached from any request, bounded
+// by the same timeout as every fetch, and shares the flight of Token.
+func (s *TokenSource) Prefetch() {
+	if _, ok := s.cached(); ok {
+		return
+	}
+	s.mu.Lock()
+	recent := !s.failedAt.IsZero() && s.opts.Now().Sub(s.failedAt) < prefetchBackoff
+	s.mu.Unlock()
+	if recent {
+		return
+	}
+	s.flight.DoChan("token", func() (any, error) {
+		return s.fetchDetached(context.Background())
+	})
+}
+
+// fetchDetached runs one fetch under fetchTimeout and records a failure's
+// time for Prefetch.
+func (s *TokenSource) fetchDetached(ctx context.Context) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	tok, err := s.fetch(ctx)
+	if err != nil {
+		s.mu.Lock()
+		s.failedAt = s.opts.Now()
+		s.mu.Unlock()
+	}
+	return tok, err
 }
 
 // Invalidate drops tok if it is still the cached token, after the upstream
@@ -196,10 +239,10 @@ func (s *TokenSource) discover(ctx context.Context) (*url.URL, string, error) {
 		if err != nil || !realm.IsAbs() {
 			return nil, "", fmt.Errorf("%w: upstream challenge names an invalid realm %q", ErrUnavailable, c.params["realm"])
 		}
-		// Robot credentials go only to a realm over https or on the
-		// upstream's own host, never wherever a challenge points.
-		if realm.Scheme != "https" && !strings.EqualFold(realm.Hostname(), s.opts.URL.Hostname()) {
-			return nil, "", fmt.Errorf("%w: upstream realm %s is neither https nor on the upstream's host; not sending the robot credentials there", ErrUnavailable, realm.Redacted())
+		// Checked before it is kept: the robot credentials go only into
+		// the upstream's trust domain, never wherever a challenge points.
+		if err := s.policy.check(realm); err != nil {
+			return nil, "", fmt.Errorf("%w: upstream challenge: %w; not sending the robot credentials there", ErrUnavailable, err)
 		}
 		return realm, c.params["service"], nil
 	}
@@ -225,8 +268,13 @@ func (s *TokenSource) request(ctx context.Context, realm *url.URL, service strin
 	if err != nil {
 		return "", 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	req.SetBasicAuth(s.opts.Username, s.opts.Password)
-	resp, err := s.client.Do(req)
+	// Every redirect is checked like the realm; the Basic credentials go
+	// only to the realm's own host.
+	client := &http.Client{
+		Transport:     &basicTransport{base: s.opts.Transport, realm: realm, username: s.opts.Username, password: s.opts.Password},
+		CheckRedirect: s.policy.checkRedirect,
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", 0, fmt.Errorf("%w: token endpoint %s: %w", ErrUnavailable, realm.Redacted(), err)
 	}

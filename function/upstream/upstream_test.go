@@ -31,6 +31,7 @@ type fakeUpstream struct {
 	tokenGate  chan struct{}
 	noAuth     bool
 	seenTokens []string
+	redirectTo string // /token redirects there, query kept
 }
 
 func newFakeUpstream(t *testing.T) *fakeUpstream {
@@ -44,6 +45,8 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 
 func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
+	case r.URL.Path == "/token" && f.redirectTo != "":
+		http.Redirect(w, r, f.redirectTo+"?"+r.URL.RawQuery, http.StatusFound)
 	case r.URL.Path == "/token":
 		if f.tokenGate != nil {
 			<-f.tokenGate
@@ -87,14 +90,111 @@ func (f *fakeUpstream) revokeAll() {
 }
 
 func (f *fakeUpstream) source(t *testing.T, password string, now func() time.Time) *upstream.TokenSource {
+	return f.sourceWith(t, upstream.TokenSourceOptions{Password: password, Now: now})
+}
+
+// sourceWith fills in the upstream, repository and robot name of opts.
+func (f *fakeUpstream) sourceWith(t *testing.T, opts upstream.TokenSourceOptions) *upstream.TokenSource {
 	u, err := url.Parse(f.srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return upstream.NewTokenSource(upstream.TokenSourceOptions{
-		URL: u, Repository: "openshift/ci", Username: "robot", Password: password,
-		Transport: upstream.NewTransport(), Now: now,
-	})
+	opts.URL, opts.Repository, opts.Username = u, "openshift/ci", "robot"
+	if opts.Password == "" {
+		opts.Password = "secret"
+	}
+	if opts.Transport == nil {
+		opts.Transport = upstream.NewTransport()
+	}
+	return upstream.NewTokenSource(opts)
+}
+
+// tokenServer is a second token endpoint, over https, that records whether
+// it was reached and with which credentials.
+type tokenServer struct {
+	srv  *httptest.Server
+	hits atomic.Int32
+	auth atomic.Value
+}
+
+func newTokenServer(t *testing.T) *tokenServer {
+	ts := &tokenServer{}
+	ts.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ts.hits.Add(1)
+		ts.auth.Store(r.Header.Get("Authorization"))
+		_, _ = io.WriteString(w, `{"token":"from-elsewhere","expires_in":300}`)
+	}))
+	t.Cleanup(ts.srv.Close)
+	return ts
+}
+
+// TestRealmOnAnotherHTTPSHostGetsNoCredentials: a challenge that names a
+// realm on another host, over https, does not get the robot credentials
+// (go-containerregistry's TestBearerTokenNotLeakedOnCrossHostChallenge).
+func TestRealmOnAnotherHTTPSHostGetsNoCredentials(t *testing.T) {
+	evil := newTokenServer(t)
+	f := newFakeUpstream(t)
+	f.realmURL = evil.srv.URL + "/token"
+	_, err := f.sourceWith(t, upstream.TokenSourceOptions{Transport: evil.srv.Client().Transport}).Token(context.Background())
+	if !errors.Is(err, upstream.ErrUnavailable) || !errors.Is(err, upstream.ErrUntrustedRealm) {
+		t.Errorf("err = %v, want ErrUnavailable and ErrUntrustedRealm", err)
+	}
+	if n := evil.hits.Load(); n != 0 {
+		t.Errorf("the realm on another host was asked %d times", n)
+	}
+}
+
+// TestRealmOnOperatorListedHost: the same realm is used once the operator
+// lists its host in QCI_UPSTREAM_TOKEN_HOSTS.
+func TestRealmOnOperatorListedHost(t *testing.T) {
+	other := newTokenServer(t)
+	f := newFakeUpstream(t)
+	f.realmURL = other.srv.URL + "/token"
+	otherURL, _ := url.Parse(other.srv.URL)
+	tok, err := f.sourceWith(t, upstream.TokenSourceOptions{
+		Transport:  other.srv.Client().Transport,
+		TokenHosts: []string{otherURL.Hostname()},
+	}).Token(context.Background())
+	if err != nil || tok != "from-elsewhere" {
+		t.Fatalf("token %q, err %v", tok, err)
+	}
+	if a, _ := other.auth.Load().(string); !strings.HasPrefix(a, "Basic ") {
+		t.Errorf("the listed realm got Authorization %q, want the robot's Basic credentials", a)
+	}
+}
+
+// TestTokenServerRedirectSSRF: the realm on the upstream's own host
+// redirects the token request to another host; that host is never reached.
+func TestTokenServerRedirectSSRF(t *testing.T) {
+	second := newTokenServer(t)
+	f := newFakeUpstream(t)
+	f.redirectTo = second.srv.URL + "/token"
+	_, err := f.sourceWith(t, upstream.TokenSourceOptions{Transport: second.srv.Client().Transport}).Token(context.Background())
+	if !errors.Is(err, upstream.ErrUntrustedRealm) {
+		t.Errorf("err = %v, want ErrUntrustedRealm", err)
+	}
+	if n := second.hits.Load(); n != 0 {
+		t.Errorf("the redirect target was hit %d times", n)
+	}
+}
+
+// TestBasicCredentialsOnlyToTheRealmHost: a redirect to a trusted host is
+// followed, but the robot's Basic credentials stay with the realm's host.
+func TestBasicCredentialsOnlyToTheRealmHost(t *testing.T) {
+	second := newTokenServer(t)
+	secondURL, _ := url.Parse(second.srv.URL)
+	f := newFakeUpstream(t)
+	f.redirectTo = second.srv.URL + "/token"
+	tok, err := f.sourceWith(t, upstream.TokenSourceOptions{
+		Transport:  second.srv.Client().Transport,
+		TokenHosts: []string{secondURL.Hostname()},
+	}).Token(context.Background())
+	if err != nil || tok != "from-elsewhere" {
+		t.Fatalf("token %q, err %v", tok, err)
+	}
+	if a, _ := second.auth.Load().(string); a != "" {
+		t.Errorf("the redirect target got Authorization %q", a)
+	}
 }
 
 func TestConcurrentFirstCallsShareOneFetch(t *testing.T) {

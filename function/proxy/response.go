@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/qci-appci/qci-appci/function/registry"
+	"github.com/qci-appci/qci-appci/function/requestinfo"
+)
+
+// modifyResponse keeps the upstream's own authentication and cookies to
+// itself, points every URL on the upstream's host (Location, Link) back at
+// us, and drops a Link to any other host: a client following it would carry
+// our token there.
+func (h *Handler) modifyResponse(ctx context.Context, fw forwarded, resp *http.Response) {
+	requestinfo.SetUpstreamStatus(ctx, resp.StatusCode)
+	hdr := resp.Header
+	delete(hdr, "Www-Authenticate")
+	delete(hdr, "Set-Cookie")
+	registry.SetAPIVersion(hdr)
+	if loc := hdr.Get("Location"); loc != "" {
+		hdr.Set("Location", h.rewriteLocation(loc, fw))
+	}
+	if links := hdr.Values("Link"); len(links) > 0 {
+		delete(hdr, "Link")
+		for _, l := range links {
+			if kept := h.rewriteLinks(l, fw); kept != "" {
+				hdr.Add("Link", kept)
+			}
+		}
+	}
+}
+
+// onUpstreamHost reports whether u is absolute and on the upstream's own
+// host and port (the scheme's default port filled in).
+func (h *Handler) onUpstreamHost(u *url.URL) bool {
+	return u.IsAbs() && strings.EqualFold(u.Scheme, h.opts.Upstream.Scheme) &&
+		strings.EqualFold(hostPort(u), hostPort(h.opts.Upstream))
+}
+
+// toPublic moves u from the upstream's host to our public scheme and host,
+// keeping path and query.
+func toPublic(u *url.URL, fw forwarded) string {
+	v := *u
+	v.Scheme, v.Host, v.User = fw.scheme, fw.host, nil
+	return v.String()
+}
+
+// rewriteLocation points a redirect on the upstream's host at us (a client
+// following it there would carry no upstream token), as apimachinery's
+// proxy rewriteURL does. A redirect to any other host (a CDN's pre-signed
+// URL) and a relative one pass untouched.
+func (h *Handler) rewriteLocation(loc string, fw forwarded) string {
+	u, err := url.Parse(loc)
+	if err != nil || !h.onUpstreamHost(u) || fw.host == "" {
+		return loc
+	}
+	return toPublic(u, fw)
+}
+
+// rewriteLinks rewrites one Link header value (RFC 8288: comma-separated
+// "<URI-reference>; param=value" link-values). A relative reference
+// (distribution's "</v2/…/tags/list?…>") is kept, resolved by the client
+// against our URL; an absolute one on the upstream's host (quay.io's
+// "<https://quay.io/v2/…/tags/list?n=100&last=…>") moves to our public
+// scheme and host with its path and query; one to any other host, or one
+// that does not parse, is dropped (go-containerregistry's getNextPageURL
+// refuses another host too). It returns "" when nothing is left.
+func (h *Handler) rewriteLinks(v string, fw forwarded) string {
+	var kept []string
+	for rest := v; ; {
+		rest = strings.TrimLeft(rest, " \t,")
+		if rest == "" {
+			break
+		}
+		if rest[0] != '<' {
+			break // not a link-value: drop the rest
+		}
+		end := strings.IndexByte(rest, '>')
+		if end < 0 {
+			break
+		}
+		ref := rest[1:end]
+		params, next := linkParams(rest[end+1:])
+		rest = next
+		u, err := url.Parse(ref)
+		switch {
+		case err != nil:
+			continue
+		case u.Host == "" && u.Scheme == "" && u.Opaque == "":
+			// relative: stays on whichever host the client asked
+		case h.onUpstreamHost(u) && fw.host != "":
+			ref = toPublic(u, fw)
+		default:
+			continue
+		}
+		kept = append(kept, "<"+ref+">"+params)
+	}
+	return strings.Join(kept, ", ")
+}
+
+// linkParams splits s, what follows a link-value's "<…>", into its
+// parameters (up to the comma that ends the link-value, outside quotes)
+// and the rest.
+func linkParams(s string) (params, rest string) {
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			return strings.TrimRight(s[:i], " \t"), s[i+1:]
+		}
+	}
+	return strings.TrimRight(s, " \t"), ""
+}
+
+// hostPort is u's host:port, the port defaulted from the scheme.
+func hostPort(u *url.URL) string {
+	if port := u.Port(); port != "" {
+		return net.JoinHostPort(u.Hostname(), port)
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
