@@ -65,13 +65,13 @@ func (b *bench) profile(dir string) error {
 			return fmt.Errorf("%s load: %w", l.name, err)
 		}
 		out := filepath.Join(dir, l.name+".txt")
-		rep := exec.Command(perf, "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol", "--fields", "overhead,sym",
+		rep := exec.Command(perf, "report", "-i", data, "--stdio", "--no-children", "--fields", "overhead,sym",
 			"-g", "none", "--percent-limit", "0.5")
 		f, err := os.Create(out)
 		if err != nil {
 			return err
 		}
-		rep.Stdout = f
+		rep.Stdout, rep.Stderr = f, os.Stderr
 		if err := rep.Run(); err != nil {
 			f.Close()
 			return fmt.Errorf("perf report: %w", err)
@@ -79,9 +79,9 @@ func (b *bench) profile(dir string) error {
 		// With children: time spent under each function, for what a
 		// whole subsystem (TLS, the HTTP/2 server) costs.
 		fmt.Fprintln(f, "\n# ---- inclusive (children) ----")
-		rep = exec.Command(perf, "report", "-i", data, "--stdio", "--children", "--sort", "symbol", "--fields", "children,overhead,sym",
+		rep = exec.Command(perf, "report", "-i", data, "--stdio", "--children", "--fields", "overhead_children,overhead,sym",
 			"-g", "none", "--percent-limit", "3")
-		rep.Stdout = f
+		rep.Stdout, rep.Stderr = f, os.Stderr
 		err = rep.Run()
 		f.Close()
 		if err != nil {
