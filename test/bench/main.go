@@ -128,9 +128,12 @@ func setUp(o options, dir string) (*bench, error) {
 	}
 	b := &bench{o: o, dir: dir, bin: filepath.Join(dir, "qci-appci"), floor: filepath.Join(dir, "gofloor"),
 		tokenLog: filepath.Join(dir, "upstream", "token.log"), pullLog: filepath.Join(dir, "upstream", "pull.log")}
-	// Built with its symbols (no -s -w), so that perf can name its functions.
+	// Built as the image is (static, CGO_ENABLED=0, -trimpath: .ko.yaml)
+	// but with its symbols (no -s -w), so that perf can name its functions.
 	for bin, pkg := range map[string]string{b.bin: "./cmd/qci-appci", b.floor: "./test/bench/gofloor"} {
-		if out, err := exec.Command("go", "build", "-trimpath", "-o", bin, pkg).CombinedOutput(); err != nil {
+		build := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, out)
 		}
 	}

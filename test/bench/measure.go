@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -28,35 +29,40 @@ type results struct {
 // production is the main table: h2c (and HTTP/1.1) clients, TLS upstream.
 // Per-peer rows are keyed by the peer names above.
 type production struct {
-	BlobMBps1        map[string]float64 `json:"blob_mbps_1_client"`
-	BlobMBps8        map[string]float64 `json:"blob_mbps_8_clients"`
-	BlobCPU1         map[string]float64 `json:"blob_cpu_s_per_gb_1_client"`
-	BlobCPU8         map[string]float64 `json:"blob_cpu_s_per_gb_8_clients"`
-	ManifestGETsPerS map[string]float64 `json:"manifest_gets_per_s_64_clients"`
-	ManifestCPUus    map[string]float64 `json:"manifest_cpu_us_per_get"`
-	DigestGETsPerS   map[string]float64 `json:"manifest_by_digest_gets_per_s_64_clients"`
-	DigestCPUus      map[string]float64 `json:"manifest_by_digest_cpu_us_per_get"`
-	RSSMiB8Streams   float64            `json:"peak_rss_mib_8_h2c_blob_streams"`
-	ColdStartMsV2    float64            `json:"cold_start_ms_first_v2"`
-	ColdStartMsMfst  float64            `json:"cold_start_ms_first_manifest_over_tls"`
-	ColdStartMsFloor float64            `json:"cold_start_ms_go_floor"`
-	ColdPullMs       float64            `json:"cold_pull_ms_qci_h2c"`
-	DirectPullMs     float64            `json:"pull_ms_direct_tls"`
-	ColdPullExtraMs  float64            `json:"cold_pull_extra_ms"`
-	ColdPullUpstream []string           `json:"cold_pull_upstream_requests"`
-	WarmDigestUp     []string           `json:"warm_pull_by_digest_upstream_requests"`
-	WarmTagUp        []string           `json:"warm_pull_by_tag_upstream_requests"`
-	TokenFetchesPull []int              `json:"upstream_token_fetches_each_cold_pull"`
-	TokenFetches100  int                `json:"upstream_token_fetches_100_concurrent_cold"`
-	RatioBlob1Direct float64            `json:"ratio_blob_1_qci_h2c_to_direct"`
-	RatioBlob8Direct float64            `json:"ratio_blob_8_qci_h2c_to_direct"`
-	RatioBlob1Nginx  float64            `json:"ratio_blob_1_qci_h2c_to_nginx_h2c"`
-	RatioBlob8Nginx  float64            `json:"ratio_blob_8_qci_h2c_to_nginx_h2c"`
-	RatioCPU         float64            `json:"ratio_manifest_cpu_qci_h2c_to_nginx_h2c"`
-	RatioDigestCPU   float64            `json:"ratio_digest_cpu_qci_h2c_to_nginx_h2c"`
-	RatioH1Blob1     float64            `json:"ratio_blob_1_qci_h1_to_direct"`
-	RatioH1Blob8     float64            `json:"ratio_blob_8_qci_h1_to_direct"`
-	RatioH1CPU       float64            `json:"ratio_manifest_cpu_qci_h1_to_nginx_h1"`
+	BlobMBps1           map[string]float64 `json:"blob_mbps_1_client"`
+	BlobMBps8           map[string]float64 `json:"blob_mbps_8_clients"`
+	BlobCPU1            map[string]float64 `json:"blob_cpu_s_per_gb_1_client"`
+	BlobCPU8            map[string]float64 `json:"blob_cpu_s_per_gb_8_clients"`
+	PathCPU1            map[string]float64 `json:"blob_path_cpu_s_per_gb_1_client"`
+	PathCPU8            map[string]float64 `json:"blob_path_cpu_s_per_gb_8_clients"`
+	ManifestGETsPerS    map[string]float64 `json:"manifest_gets_per_s_64_clients"`
+	ManifestCPUus       map[string]float64 `json:"manifest_cpu_us_per_get"`
+	DigestGETsPerS      map[string]float64 `json:"manifest_by_digest_gets_per_s_64_clients"`
+	DigestCPUus         map[string]float64 `json:"manifest_by_digest_cpu_us_per_get"`
+	RSSMiB8Streams      float64            `json:"peak_rss_mib_8_h2c_blob_streams"`
+	ColdStartMsV2       float64            `json:"cold_start_ms_first_v2"`
+	ColdStartMsMfst     float64            `json:"cold_start_ms_first_manifest_over_tls"`
+	ColdStartCPUMs      float64            `json:"cold_start_cpu_ms_to_first_manifest"`
+	ColdStartCPUMsV2    float64            `json:"cold_start_cpu_ms_to_first_v2"`
+	ColdStartCPUMsFloor float64            `json:"cold_start_cpu_ms_go_floor"`
+	ColdStartMsFloor    float64            `json:"cold_start_ms_go_floor"`
+	ColdPullMs          float64            `json:"cold_pull_ms_qci_h2c"`
+	DirectPullMs        float64            `json:"pull_ms_direct_tls"`
+	ColdPullExtraMs     float64            `json:"cold_pull_extra_ms"`
+	ColdPullUpstream    []string           `json:"cold_pull_upstream_requests"`
+	WarmDigestUp        []string           `json:"warm_pull_by_digest_upstream_requests"`
+	WarmTagUp           []string           `json:"warm_pull_by_tag_upstream_requests"`
+	TokenFetchesPull    []int              `json:"upstream_token_fetches_each_cold_pull"`
+	TokenFetches100     int                `json:"upstream_token_fetches_100_concurrent_cold"`
+	RatioBlob1Direct    float64            `json:"ratio_blob_1_qci_h2c_to_direct"`
+	RatioBlob8Direct    float64            `json:"ratio_blob_8_qci_h2c_to_direct"`
+	RatioBlob1Nginx     float64            `json:"ratio_blob_1_qci_h2c_to_nginx_h2c"`
+	RatioBlob8Nginx     float64            `json:"ratio_blob_8_qci_h2c_to_nginx_h2c"`
+	RatioCPU            float64            `json:"ratio_manifest_cpu_qci_h2c_to_nginx_h2c"`
+	RatioDigestCPU      float64            `json:"ratio_digest_cpu_qci_h2c_to_nginx_h2c"`
+	RatioH1Blob1        float64            `json:"ratio_blob_1_qci_h1_to_direct"`
+	RatioH1Blob8        float64            `json:"ratio_blob_8_qci_h1_to_direct"`
+	RatioH1CPU          float64            `json:"ratio_manifest_cpu_qci_h1_to_nginx_h1"`
 }
 
 // plainHTTP is the secondary table: HTTP/1.1 clients, plain-HTTP upstream.
@@ -65,6 +71,8 @@ type plainHTTP struct {
 	BlobMBps8        map[string]float64 `json:"blob_mbps_8_clients"`
 	BlobCPU1         map[string]float64 `json:"blob_cpu_s_per_gb_1_client"`
 	BlobCPU8         map[string]float64 `json:"blob_cpu_s_per_gb_8_clients"`
+	PathCPU1         map[string]float64 `json:"blob_path_cpu_s_per_gb_1_client"`
+	PathCPU8         map[string]float64 `json:"blob_path_cpu_s_per_gb_8_clients"`
 	ManifestGETsPerS map[string]float64 `json:"manifest_gets_per_s_64_clients"`
 	ManifestCPUus    map[string]float64 `json:"manifest_cpu_us_per_get"`
 }
@@ -113,17 +121,26 @@ func (b *bench) measure() (*results, error) {
 	r := &results{Quick: b.o.quick, BlobSizeMiB: b.o.blobSize >> 20, Date: time.Now().UTC().Format(time.RFC3339),
 		Machine: machine(), GoVersion: runtime.Version(), Commit: commit()}
 	p := &r.Production
-	var cpu map[string][]float64
+	var cpu, all map[string][]float64
 	blob := func(n int) func(*peer) (float64, error) {
 		return func(pr *peer) (float64, error) {
-			var before int64
+			// CPU seconds (ticks/100) per GB moved: the proxy's, and the
+			// whole path's on this machine (upstream, proxy, client).
+			self := []int{os.Getpid()}
+			before := cpuTicks(b.upProc.pids()) + cpuTicks(self)
+			var pxBefore int64
 			if pr.pids != nil {
-				before = cpuTicks(pr.pids())
+				pxBefore = cpuTicks(pr.pids())
 			}
 			mbps, err := blobMBps(pr, b.c, n)
-			if pr.pids != nil { // CPU seconds (ticks/100) per GB moved
-				cpu[pr.name] = append(cpu[pr.name], float64(cpuTicks(pr.pids())-before)/100/(float64(int64(n)*b.c.blobSize)/1e9))
+			gb := float64(int64(n)*b.c.blobSize) / 1e9
+			path := cpuTicks(b.upProc.pids()) + cpuTicks(self) - before
+			if pr.pids != nil {
+				px := cpuTicks(pr.pids()) - pxBefore
+				cpu[pr.name] = append(cpu[pr.name], float64(px)/100/gb)
+				path += px
 			}
+			all[pr.name] = append(all[pr.name], float64(path)/100/gb)
 			return mbps, err
 		}
 	}
@@ -136,21 +153,21 @@ func (b *bench) measure() (*results, error) {
 	}
 
 	fmt.Println("production path: blob MB/s, 1 client")
-	cpu = map[string][]float64{}
+	cpu, all = map[string][]float64{}, map[string][]float64{}
 	s, err := b.interleaved(sc.blob1Reps, tlsPeers, blob(1))
 	if err != nil {
 		return nil, err
 	}
-	p.BlobMBps1, p.BlobCPU1 = medians(s), medians(cpu)
+	p.BlobMBps1, p.BlobCPU1, p.PathCPU1 = medians(s), medians(cpu), medians(all)
 	p.RatioBlob1Direct, p.RatioBlob1Nginx = medianRatio(s[qciH2C], s[direct]), medianRatio(s[qciH2C], s[nginxH2C])
 	p.RatioH1Blob1 = medianRatio(s[qciH1], s[direct])
 
 	fmt.Println("production path: blob MB/s, 8 clients")
-	cpu = map[string][]float64{}
+	cpu, all = map[string][]float64{}, map[string][]float64{}
 	if s, err = b.interleaved(sc.blob8Reps, tlsPeers, blob(8)); err != nil {
 		return nil, err
 	}
-	p.BlobMBps8, p.BlobCPU8 = medians(s), medians(cpu)
+	p.BlobMBps8, p.BlobCPU8, p.PathCPU8 = medians(s), medians(cpu), medians(all)
 	p.RatioBlob8Direct, p.RatioBlob8Nginx = medianRatio(s[qciH2C], s[direct]), medianRatio(s[qciH2C], s[nginxH2C])
 	p.RatioH1Blob8 = medianRatio(s[qciH1], s[direct])
 
@@ -176,12 +193,15 @@ func (b *bench) measure() (*results, error) {
 		return nil, err
 	}
 	fmt.Println("production path: cold start")
-	if p.ColdStartMsV2, p.ColdStartMsMfst, err = b.coldStart(b.bin, sc.coldRuns, true); err != nil {
+	cs, err := b.coldStart(b.bin, sc.coldRuns, true)
+	if err != nil {
 		return nil, err
 	}
-	if p.ColdStartMsFloor, _, err = b.coldStart(b.floor, sc.coldRuns, false); err != nil {
+	p.ColdStartMsV2, p.ColdStartCPUMsV2, p.ColdStartMsMfst, p.ColdStartCPUMs = cs.v2, cs.v2CPU, cs.manifest, cs.manifestCPU
+	if cs, err = b.coldStart(b.floor, sc.coldRuns, false); err != nil {
 		return nil, fmt.Errorf("go floor: %w", err)
 	}
+	p.ColdStartMsFloor, p.ColdStartCPUMsFloor = cs.v2, cs.v2CPU
 	fmt.Println("production path: cold pulls, through qci-appci and direct")
 	if err := b.coldPulls(p, sc.coldRuns); err != nil {
 		return nil, err
@@ -193,16 +213,16 @@ func (b *bench) measure() (*results, error) {
 
 	q := &r.PlainHTTP
 	fmt.Println("plain-HTTP upstream: blob MB/s, 1 and 8 clients; manifest GETs")
-	cpu = map[string][]float64{}
+	cpu, all = map[string][]float64{}, map[string][]float64{}
 	if s, err = b.interleaved(sc.blob1Reps, plainPeers, blob(1)); err != nil {
 		return nil, err
 	}
-	q.BlobMBps1, q.BlobCPU1 = medians(s), medians(cpu)
-	cpu = map[string][]float64{}
+	q.BlobMBps1, q.BlobCPU1, q.PathCPU1 = medians(s), medians(cpu), medians(all)
+	cpu, all = map[string][]float64{}, map[string][]float64{}
 	if s, err = b.interleaved(sc.blob8Reps, plainPeers, blob(8)); err != nil {
 		return nil, err
 	}
-	q.BlobMBps8, q.BlobCPU8 = medians(s), medians(cpu)
+	q.BlobMBps8, q.BlobCPU8, q.PathCPU8 = medians(s), medians(cpu), medians(all)
 	cpu = map[string][]float64{}
 	if s, err = b.interleaved(sc.manifestReps, plainPeers, mfst(manifests+blobTag, b.c.blobManifest)); err != nil {
 		return nil, err
@@ -239,37 +259,43 @@ func (b *bench) rss() (float64, error) {
 	return round(float64(peakRSSKiB(f.cmd.Process.Pid)) / 1024), nil
 }
 
-// coldStart execs bin runs times and returns the median time from the
-// exec to the first 200 on /v2/ (with a valid token of ours) and, when
-// manifest is set, to the first manifest proxied from the TLS upstream.
-// The client is an h2c one that dials until the port listens.
-func (b *bench) coldStart(bin string, runs int, manifest bool) (float64, float64, error) {
-	var v2, mf []float64
+// coldStart is the medians of a cold start: from the exec to the first
+// 200 on /v2/, and to the first manifest, in wall-clock ms and in the
+// process's own CPU ms.
+type coldStart struct{ v2, v2CPU, manifest, manifestCPU float64 }
+
+// coldStart execs bin runs times and measures the time from the exec to
+// the first 200 on /v2/ (with a valid token of ours) and, when manifest is
+// set, to the first manifest proxied from the TLS upstream. The client is
+// an h2c one that dials until the port listens.
+func (b *bench) coldStart(bin string, runs int, manifest bool) (coldStart, error) {
+	var v2, v2CPU, mf, mfCPU []float64
 	for range runs {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
 		f, err := execFunc(bin, b.dir, b.upURL(b.up.tls), b.ca)
 		if err != nil {
 			cancel()
-			return 0, 0, err
+			return coldStart{}, err
 		}
 		pr := &peer{name: "cold " + bin, base: "http://" + f.host, client: &http.Client{Transport: newH2CTransport()}, token: f.token, proto: 2}
 		err = okGet(ctx, pr, "/v2/")
-		v2 = append(v2, ms(time.Since(start)))
+		v2, v2CPU = append(v2, ms(time.Since(start))), append(v2CPU, float64(cpuNanos(f.cmd.Process.Pid))/1e6)
 		if err == nil && manifest {
 			err = okGet(ctx, pr, manifests+blobTag)
-			mf = append(mf, ms(time.Since(start)))
+			mf, mfCPU = append(mf, ms(time.Since(start))), append(mfCPU, float64(cpuNanos(f.cmd.Process.Pid))/1e6)
 		}
 		cancel()
 		f.stop()
 		if err != nil {
-			return 0, 0, fmt.Errorf("cold start: %w", err)
+			return coldStart{}, fmt.Errorf("cold start: %w", err)
 		}
 	}
-	if !manifest {
-		return round(median(v2)), 0, nil
+	c := coldStart{v2: round(median(v2)), v2CPU: round(median(v2CPU))}
+	if manifest {
+		c.manifest, c.manifestCPU = round(median(mf)), round(median(mfCPU))
 	}
-	return round(median(v2)), round(median(mf)), nil
+	return c, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
