@@ -48,8 +48,8 @@ func TestUpstreamDownIs503ThenRecovers(t *testing.T) {
 
 func TestRobotRefusedUpstreamIs503(t *testing.T) {
 	e := newEnv(t, envOptions{noCluster: true})
+	e.reg.SetPassword("rotated-upstream") // before the login, whose token prefetch would otherwise still succeed
 	tok := e.pullToken()
-	e.reg.SetPassword("rotated-upstream")
 	resp, body := e.get("/v2/openshift/ci/manifests/"+tag, tok)
 	if resp.StatusCode != http.StatusServiceUnavailable || registryError(t, resp, body) != "UNAVAILABLE" {
 		t.Errorf("robot refused: %d %s", resp.StatusCode, body)
@@ -58,8 +58,8 @@ func TestRobotRefusedUpstreamIs503(t *testing.T) {
 
 func TestConcurrentColdRequestsFetchOneToken(t *testing.T) {
 	e := newEnv(t, envOptions{noCluster: true})
-	tok := e.pullToken()
 	before := e.reg.TokenFetches()
+	tok := e.pullToken() // its token prefetch and the requests below share one fetch
 	e.concurrently(100, func() *http.Request {
 		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v2/openshift/ci/manifests/"+tag, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)

@@ -16,6 +16,7 @@ import (
 	"github.com/qci-appci/qci-appci/function/auth"
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/manifestcache"
 	"github.com/qci-appci/qci-appci/function/proxy"
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
@@ -81,19 +82,26 @@ func New(cfg config.Config) (http.Handler, error) {
 		Keys:       keys,
 		Public:     public,
 		Transport:  upstream.NewAuthTransport(base, source),
+		Manifests:  manifestcache.New(cfg.ManifestCacheBytes.N),
 		Logger:     log,
 	})
-	return &router{auth: authHandler, proxy: proxyHandler}, nil
+	return &router{auth: authHandler, proxy: proxyHandler, prefetch: source.Prefetch}, nil
 }
 
 // router dispatches on the raw path. It is not an http.ServeMux on purpose:
 // ServeMux cleans paths and redirects, and the proxy must see the raw path.
 type router struct {
 	auth, proxy http.Handler
+	// prefetch starts the upstream token fetch in the background: a client
+	// at /v2/ or /v2/auth is about to pull.
+	prefetch func()
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
+	if isPullStart(p, r.Method) {
+		rt.prefetch()
+	}
 	switch {
 	case p == "/v2/auth":
 		rt.auth.ServeHTTP(w, r)
@@ -104,6 +112,18 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		registry.WriteError(w, http.StatusNotFound, registry.CodeUnsupported, "not found: this is a registry; use /v2/")
 	}
+}
+
+// isPullStart reports whether a request is how a pull begins: the probe
+// GET or HEAD /v2/, or a login at /v2/auth.
+func isPullStart(path, method string) bool {
+	switch path {
+	case "/v2/", "/v2":
+		return method == http.MethodGet || method == http.MethodHead
+	case "/v2/auth":
+		return method == http.MethodGet || method == http.MethodPost
+	}
+	return false
 }
 
 func health(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/qci-appci/qci-appci/function/manifestcache"
 	"github.com/qci-appci/qci-appci/function/registry"
 	"github.com/qci-appci/qci-appci/function/upstream"
 )
@@ -42,6 +43,13 @@ type forwarded struct {
 // A body that breaks mid-stream is never ended as if complete: the
 // client's connection (or HTTP/2 stream) is aborted.
 func (h *Handler) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, fw forwarded) {
+	cacheable := h.cacheable(r, fw)
+	if cacheable {
+		if e, ok := h.opts.Manifests.Get(fw.route.Reference); ok && accepts(r.Header["Accept"], e.ContentType) {
+			writeCached(w, r, fw.route.Reference, e)
+			return
+		}
+	}
 	out, err := h.outRequest(ctx, r, fw)
 	if err != nil {
 		h.upstreamError(w, r, err)
@@ -60,9 +68,21 @@ func (h *Handler) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		dst[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
-	readErr, writeErr := h.copyFlushing(w, resp.Body)
+	var src io.Reader = resp.Body
+	var kept *captureBody
+	if cacheable && r.Method == http.MethodGet && resp.StatusCode == http.StatusOK &&
+		resp.Header.Get("Content-Encoding") == "" && resp.ContentLength <= manifestcache.MaxEntryBytes {
+		kept = newCaptureBody(resp.Body, resp.ContentLength)
+		src = kept
+	}
+	readErr, writeErr := h.copyFlushing(w, src)
 	switch {
 	case readErr == nil && writeErr == nil:
+		if kept != nil && !kept.over {
+			// Complete: the transport has checked its length. Add keeps
+			// it only if its sha256 is the digest asked for.
+			h.opts.Manifests.Add(fw.route.Reference, resp.Header.Get("Content-Type"), kept.buf)
+		}
 		return
 	case readErr != nil && r.Context().Err() == nil:
 		h.opts.Logger.WarnContext(r.Context(), "upstream body broke mid-stream", "path", r.URL.Path, "error", readErr)

@@ -27,6 +27,7 @@ import (
 type testProxy struct {
 	up, px *httptest.Server
 	tok    string
+	iss    *token.Issuer
 	logs   *syncBuffer
 	// served gets a value from the wrapper around the handler each time
 	// the handler returns (or panics), so a test can wait for it.
@@ -54,6 +55,12 @@ func (b *syncBuffer) String() string {
 
 func newTestProxy(t *testing.T, upstreamHandler http.HandlerFunc) *testProxy {
 	t.Helper()
+	return newTestProxyWith(t, upstreamHandler, nil)
+}
+
+// newTestProxyWith is newTestProxy with edit applied to the proxy's options.
+func newTestProxyWith(t *testing.T, upstreamHandler http.HandlerFunc, edit func(*proxy.Options)) *testProxy {
+	t.Helper()
 	tp := &testProxy{logs: &syncBuffer{}, served: make(chan struct{}, 16)}
 	tp.up = httptest.NewTLSServer(upstreamHandler)
 	t.Cleanup(tp.up.Close)
@@ -63,14 +70,18 @@ func newTestProxy(t *testing.T, upstreamHandler http.HandlerFunc) *testProxy {
 		t.Fatal(err)
 	}
 	public, _ := publicurl.New("")
-	h := proxy.New(proxy.Options{
+	opts := proxy.Options{
 		Repository: repo,
 		Upstream:   upURL,
 		Keys:       keys,
 		Public:     public,
 		Transport:  tp.up.Client().Transport,
 		Logger:     slog.New(slog.NewTextHandler(tp.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	h := proxy.New(opts)
 	tp.px = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { tp.served <- struct{}{} }()
 		if tp.wrap != nil {
@@ -79,13 +90,19 @@ func newTestProxy(t *testing.T, upstreamHandler http.HandlerFunc) *testProxy {
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(tp.px.Close)
-	iss := &token.Issuer{Keys: keys, AccessTTL: time.Hour}
-	tok, err := iss.Access(tp.host(), token.Subject{Name: "robot", Login: token.LoginRobot}, []registry.Scope{registry.PullScope(repo)}, time.Now())
+	tp.iss = &token.Issuer{Keys: keys, AccessTTL: time.Hour}
+	tp.tok = tp.token(t, registry.PullScope(repo))
+	return tp
+}
+
+// token issues an access token for the proxy's host with the given scopes.
+func (tp *testProxy) token(t *testing.T, scopes ...registry.Scope) string {
+	t.Helper()
+	tok, err := tp.iss.Access(tp.host(), token.Subject{Name: "robot", Login: token.LoginRobot}, scopes, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp.tok = tok.Raw
-	return tp
+	return tok.Raw
 }
 
 func (tp *testProxy) host() string { return strings.TrimPrefix(tp.px.URL, "http://") }

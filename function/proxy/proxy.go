@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qci-appci/qci-appci/function/manifestcache"
 	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
 	"github.com/qci-appci/qci-appci/function/requestinfo"
@@ -32,6 +33,8 @@ type Options struct {
 	Public publicurl.Resolver
 	// Transport reaches the upstream with the robot's token.
 	Transport http.RoundTripper
+	// Manifests keeps manifests by digest; nil: no cache.
+	Manifests *manifestcache.Cache
 	// Logger receives upstream failures.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.

@@ -77,18 +77,18 @@ func (h *Handler) rewriteLinks(v string, fw forwarded) string {
 			break
 		}
 		if rest[0] != '<' {
-			break // not a link-value: drop the rest
+			break // not a link-value: drop it and the rest
 		}
 		end := strings.IndexByte(rest, '>')
 		if end < 0 {
 			break
 		}
 		ref := rest[1:end]
-		params, next := linkParams(rest[end+1:])
+		params, next, ok := linkParams(rest[end+1:])
 		rest = next
 		u, err := url.Parse(ref)
 		switch {
-		case err != nil:
+		case !ok || err != nil || ref == "" || strings.ContainsAny(ref, "<> \t"):
 			continue
 		case u.Host == "" && u.Scheme == "" && u.Opaque == "":
 			// relative: stays on whichever host the client asked
@@ -102,22 +102,87 @@ func (h *Handler) rewriteLinks(v string, fw forwarded) string {
 	return strings.Join(kept, ", ")
 }
 
-// linkParams splits s, what follows a link-value's "<…>", into its
-// parameters (up to the comma that ends the link-value, outside quotes)
-// and the rest.
-func linkParams(s string) (params, rest string) {
-	quoted := false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\' && quoted:
+// linkParams reads the parameters that follow a link-value's "<…>" (RFC
+// 8288: *( OWS ";" OWS token [ OWS "=" OWS ( token / quoted-string ) ] ))
+// up to the comma that ends the link-value. It returns them, the rest after
+// that comma, and false when they do not have that shape: then the caller
+// drops the link-value, and the rest is skipped to the next comma outside
+// quotes.
+func linkParams(s string) (params, rest string, ok bool) {
+	i := 0
+	ows := func() {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 			i++
-		case c == '"':
-			quoted = !quoted
-		case c == ',' && !quoted:
-			return strings.TrimRight(s[:i], " \t"), s[i+1:]
 		}
 	}
-	return strings.TrimRight(s, " \t"), ""
+	token := func() bool {
+		j := i
+		for i < len(s) && isTokenChar(s[i]) {
+			i++
+		}
+		return i > j
+	}
+	skip := func() (string, string, bool) {
+		quoted := false
+		for ; i < len(s); i++ {
+			switch c := s[i]; {
+			case c == '\\' && quoted:
+				i++
+			case c == '"':
+				quoted = !quoted
+			case c == ',' && !quoted:
+				return "", s[i+1:], false
+			}
+		}
+		return "", "", false
+	}
+	for {
+		ows()
+		if i == len(s) {
+			return s, "", true
+		}
+		if s[i] == ',' {
+			return s[:i], s[i+1:], true
+		}
+		if s[i] != ';' {
+			return skip()
+		}
+		i++
+		ows()
+		if !token() {
+			return skip()
+		}
+		ows()
+		if i == len(s) || s[i] != '=' {
+			continue
+		}
+		i++
+		ows()
+		if i < len(s) && s[i] == '"' {
+			i++
+			for i < len(s) && s[i] != '"' {
+				if s[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			if i >= len(s) {
+				return "", "", false
+			}
+			i++ // the closing quote
+		} else if !token() {
+			return skip()
+		}
+	}
+}
+
+// isTokenChar reports whether c is an RFC 9110 tchar.
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // hostPort is u's host:port, the port defaulted from the scheme.

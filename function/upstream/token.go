@@ -113,18 +113,23 @@ func (s *TokenSource) Token(ctx context.Context) (string, error) {
 // finds the token ready. The fetch runs detached from any request, bounded
 // by the same timeout as every fetch, and shares the flight of Token.
 func (s *TokenSource) Prefetch() {
-	if _, ok := s.cached(); ok {
-		return
-	}
-	s.mu.Lock()
-	recent := !s.failedAt.IsZero() && s.opts.Now().Sub(s.failedAt) < prefetchBackoff
-	s.mu.Unlock()
-	if recent {
+	if !s.prefetchDue() {
 		return
 	}
 	s.flight.DoChan("token", func() (any, error) {
 		return s.fetchDetached(context.Background())
 	})
+}
+
+// prefetchDue reports whether Prefetch should start a fetch: no token is
+// cached and the last fetch did not fail within prefetchBackoff.
+func (s *TokenSource) prefetchDue() bool {
+	if _, ok := s.cached(); ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failedAt.IsZero() || s.opts.Now().Sub(s.failedAt) >= prefetchBackoff
 }
 
 // fetchDetached runs one fetch under fetchTimeout and records a failure's

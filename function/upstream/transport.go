@@ -10,7 +10,10 @@ import (
 // NewTransport returns the one http.Transport an instance uses for the
 // upstream: keep-alive pools big enough for concurrent blob streams, no
 // transparent gzip (the client's Accept-Encoding passes through), HTTP/1.1
-// so that each stream has its own connection and flow control.
+// so that each stream has its own connection and flow control. quay.io
+// speaks HTTP/2 too, but against a TLS upstream it measured no gain: a
+// proxied manifest GET cost 66-87 µs of CPU over HTTP/1.1 and 91-116 µs
+// over HTTP/2 (BenchmarkTLSManifestGET in function/proxy, 2 shared cores).
 func NewTransport() *http.Transport {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
