@@ -62,7 +62,8 @@ func tables(r *results) string {
 	fmt.Fprintf(&t, "| cold start: exec to first manifest proxied over TLS, ms (the process's CPU ms in it) | | | %.1f (%.1f) | | |\n", p.ColdStartMsMfst, p.ColdStartCPUMs)
 	fmt.Fprintf(&t, "| 3-layer pull (go-containerregistry), ms (median) | %.1f | | %.1f from exec (+%.1f) | | |\n", p.DirectPullMs, p.ColdPullMs, p.ColdPullExtraMs)
 	fmt.Fprintf(&t, "| upstream requests of a cold pull | | | %d: %s | | |\n", len(p.ColdPullUpstream), shortDigests(strings.Join(p.ColdPullUpstream, "; ")))
-	fmt.Fprintf(&t, "| upstream requests of a warm pull by digest / by tag | | | %d / %d | | |\n", len(p.WarmDigestUp), len(p.WarmTagUp))
+	fmt.Fprintf(&t, "| upstream requests of the next pulls through that instance: by digest, again by digest (warm), by tag | | | %d, %d (%s), %d | | |\n",
+		len(p.FirstDigestUp), len(p.WarmDigestUp), shortDigests(strings.Join(p.WarmDigestUp, "; ")), len(p.WarmTagUp))
 	fmt.Fprintf(&t, "| upstream token fetches: each cold pull; 100 concurrent cold requests | | | %v; %d | | |\n", p.TokenFetchesPull, p.TokenFetches100)
 
 	t.WriteString("\n**Targets** (ratios of samples taken one right after the other, medians):\n\n| target | measured | want | met |\n|---|---|---|---|\n")
