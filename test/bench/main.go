@@ -60,6 +60,7 @@ const (
 	nginxH1   = "nginx_h1"
 	qciH2C    = "qci_h2c"
 	qciH1     = "qci_h1"
+	goFloor   = "go_floor_h2c" // gofloor: net/http's h2c server answering {} to everything
 	directP   = "direct_plain" // the plain-HTTP table: HTTP/1.1 everywhere
 	nginxP    = "nginx_plain"
 	qciPlain  = "qci_plain"
@@ -80,6 +81,7 @@ type bench struct {
 	ngProc   *nginxProc
 	fn       *funcProc // in front of the TLS upstream
 	fnPlain  *funcProc // in front of the plain-HTTP upstream
+	floorH2C *funcProc // gofloor, for the CPU floor of a Go h2c server
 	peers    map[string]*peer
 	tokenLog string
 	pullLog  string
@@ -157,6 +159,9 @@ func setUp(o options, dir string) (*bench, error) {
 	if b.fnPlain, err = startFunc(b.bin, dir, "http://localhost:"+strconv.Itoa(b.up.plain), b.ca); err != nil {
 		return b, err
 	}
+	if b.floorH2C, err = startFunc(b.floor, dir, "", b.ca); err != nil {
+		return b, err
+	}
 	h2c := func() *http.Client { return &http.Client{Transport: newH2CTransport()} } // a connection of its own each, as queue-proxy's
 	h1 := func() *http.Client { return &http.Client{Transport: newH1Transport()} }
 	ng := b.ngProc.pids
@@ -168,6 +173,7 @@ func setUp(o options, dir string) (*bench, error) {
 		qciH1:    {base: "http://" + b.fn.host, client: h1(), token: b.fn.token, proto: 1, pids: b.fn.pids},
 		directP:  {base: "http://localhost:" + strconv.Itoa(b.up.plain), client: h1(), token: upstreamTok, proto: 1},
 		nginxP:   {base: "http://localhost:" + strconv.Itoa(pp.plain), client: h1(), token: "ignored", proto: 1, pids: ng},
+		goFloor:  {base: "http://" + b.floorH2C.host, client: h2c(), token: "ignored", proto: 2, pids: b.floorH2C.pids},
 		qciPlain: {base: "http://" + b.fnPlain.host, client: h1(), token: b.fnPlain.token, proto: 1, pids: b.fnPlain.pids},
 	}
 	for n, p := range b.peers {
@@ -179,7 +185,7 @@ func setUp(o options, dir string) (*bench, error) {
 func (b *bench) upURL(port int) string { return "https://localhost:" + strconv.Itoa(port) }
 
 func (b *bench) tearDown() {
-	for _, f := range []*funcProc{b.fn, b.fnPlain} {
+	for _, f := range []*funcProc{b.fn, b.fnPlain, b.floorH2C} {
 		if f != nil {
 			f.stop()
 		}

@@ -184,7 +184,13 @@ func (b *bench) measure() (*results, error) {
 
 	fmt.Println("production path: manifest GETs by digest (the function's cache), 64 clients")
 	cpu = map[string][]float64{}
-	if s, err = b.interleaved(sc.manifestReps, []string{nginxH2C, qciH2C}, mfst(manifests+b.c.blobManifest, b.c.blobManifest)); err != nil {
+	byDigest, floor := mfst(manifests+b.c.blobManifest, b.c.blobManifest), mfst("/v2/", sha([]byte("{}")))
+	if s, err = b.interleaved(sc.manifestReps, []string{nginxH2C, qciH2C, goFloor}, func(pr *peer) (float64, error) {
+		if pr.name == goFloor {
+			return floor(pr)
+		}
+		return byDigest(pr)
+	}); err != nil {
 		return nil, err
 	}
 	p.DigestGETsPerS, p.DigestCPUus = medians(s), medians(cpu)

@@ -57,6 +57,9 @@ func tables(r *results) string {
 	row("proxy CPU µs per manifest GET by tag", p.ManifestCPUus, "%.1f")
 	row("manifest GETs/s by digest, 64 clients", p.DigestGETsPerS, "%.0f")
 	row("proxy CPU µs per manifest GET by digest", p.DigestCPUus, "%.1f")
+	if v, ok := p.DigestCPUus[goFloor]; ok {
+		fmt.Fprintf(&t, "| CPU µs per GET of a Go server that imports only net/http and answers `{}` over h2c (the floor of any Go h2c server) | | | %.1f (%.0f GETs/s) | | |\n", v, p.DigestGETsPerS[goFloor])
+	}
 	fmt.Fprintf(&t, "| peak RSS MiB, 8 blob streams (h2c, fresh instance) | | | %.1f | | |\n", p.RSSMiB8Streams)
 	fmt.Fprintf(&t, "| cold start: exec to first `/v2/` 200, ms (the process's CPU ms in it), median | | | %.1f (%.1f); a net/http-only Go server: %.1f (%.1f) | | |\n", p.ColdStartMsV2, p.ColdStartCPUMsV2, p.ColdStartMsFloor, p.ColdStartCPUMsFloor)
 	fmt.Fprintf(&t, "| cold start: exec to first manifest proxied over TLS, ms (the process's CPU ms in it) | | | %.1f (%.1f) | | |\n", p.ColdStartMsMfst, p.ColdStartCPUMs)
