@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -30,41 +31,45 @@ type results struct {
 // production is the main table: h2c (and HTTP/1.1) clients, TLS upstream.
 // Per-peer rows are keyed by the peer names above.
 type production struct {
-	BlobMBps1           map[string]float64 `json:"blob_mbps_1_client"`
-	BlobMBps8           map[string]float64 `json:"blob_mbps_8_clients"`
-	BlobCPU1            map[string]float64 `json:"blob_cpu_s_per_gb_1_client"`
-	BlobCPU8            map[string]float64 `json:"blob_cpu_s_per_gb_8_clients"`
-	PathCPU1            map[string]float64 `json:"blob_path_cpu_s_per_gb_1_client"`
-	PathCPU8            map[string]float64 `json:"blob_path_cpu_s_per_gb_8_clients"`
-	ManifestGETsPerS    map[string]float64 `json:"manifest_gets_per_s_64_clients"`
-	ManifestCPUus       map[string]float64 `json:"manifest_cpu_us_per_get"`
-	DigestGETsPerS      map[string]float64 `json:"manifest_by_digest_gets_per_s_64_clients"`
-	DigestCPUus         map[string]float64 `json:"manifest_by_digest_cpu_us_per_get"`
-	RSSMiB8Streams      float64            `json:"peak_rss_mib_8_h2c_blob_streams"`
-	ColdStartMsV2       float64            `json:"cold_start_ms_first_v2"`
-	ColdStartMsMfst     float64            `json:"cold_start_ms_first_manifest_over_tls"`
-	ColdStartCPUMs      float64            `json:"cold_start_cpu_ms_to_first_manifest"`
-	ColdStartCPUMsV2    float64            `json:"cold_start_cpu_ms_to_first_v2"`
-	ColdStartCPUMsFloor float64            `json:"cold_start_cpu_ms_go_floor"`
-	ColdStartMsFloor    float64            `json:"cold_start_ms_go_floor"`
-	ColdPullMs          float64            `json:"cold_pull_ms_qci_h2c"`
-	DirectPullMs        float64            `json:"pull_ms_direct_tls"`
-	ColdPullExtraMs     float64            `json:"cold_pull_extra_ms"`
-	ColdPullUpstream    []string           `json:"cold_pull_upstream_requests"`
-	FirstDigestUp       []string           `json:"first_pull_by_digest_upstream_requests"`
-	WarmDigestUp        []string           `json:"warm_pull_by_digest_upstream_requests"`
-	WarmTagUp           []string           `json:"warm_pull_by_tag_upstream_requests"`
-	TokenFetchesPull    []int              `json:"upstream_token_fetches_each_cold_pull"`
-	TokenFetches100     int                `json:"upstream_token_fetches_100_concurrent_cold"`
-	RatioBlob1Direct    float64            `json:"ratio_blob_1_qci_h2c_to_direct"`
-	RatioBlob8Direct    float64            `json:"ratio_blob_8_qci_h2c_to_direct"`
-	RatioBlob1Nginx     float64            `json:"ratio_blob_1_qci_h2c_to_nginx_h2c"`
-	RatioBlob8Nginx     float64            `json:"ratio_blob_8_qci_h2c_to_nginx_h2c"`
-	RatioCPU            float64            `json:"ratio_manifest_cpu_qci_h2c_to_nginx_h2c"`
-	RatioDigestCPU      float64            `json:"ratio_digest_cpu_qci_h2c_to_nginx_h2c"`
-	RatioH1Blob1        float64            `json:"ratio_blob_1_qci_h1_to_direct"`
-	RatioH1Blob8        float64            `json:"ratio_blob_8_qci_h1_to_direct"`
-	RatioH1CPU          float64            `json:"ratio_manifest_cpu_qci_h1_to_nginx_h1"`
+	BlobMBps1            map[string]float64 `json:"blob_mbps_1_client"`
+	BlobMBps8            map[string]float64 `json:"blob_mbps_8_clients"`
+	BlobCPU1             map[string]float64 `json:"blob_cpu_s_per_gb_1_client"`
+	BlobCPU8             map[string]float64 `json:"blob_cpu_s_per_gb_8_clients"`
+	PathCPU1             map[string]float64 `json:"blob_path_cpu_s_per_gb_1_client"`
+	PathCPU8             map[string]float64 `json:"blob_path_cpu_s_per_gb_8_clients"`
+	ManifestGETsPerS     map[string]float64 `json:"manifest_gets_per_s_64_clients"`
+	ManifestCPUus        map[string]float64 `json:"manifest_cpu_us_per_get"`
+	DigestGETsPerS       map[string]float64 `json:"manifest_by_digest_gets_per_s_64_clients"`
+	DigestCPUus          map[string]float64 `json:"manifest_by_digest_cpu_us_per_get"`
+	RSSMiB8Streams       float64            `json:"peak_rss_mib_8_h2c_blob_streams"`
+	ColdStartMsV2        float64            `json:"cold_start_ms_first_v2"`
+	ColdStartMsMfst      float64            `json:"cold_start_ms_first_manifest_over_tls"`
+	ColdStartCPUMs       float64            `json:"cold_start_cpu_ms_to_first_manifest"`
+	ColdStartMsMfstNoDir float64            `json:"cold_start_ms_first_manifest_ssl_cert_dir_empty"`
+	ColdStartCPUMsNoDir  float64            `json:"cold_start_cpu_ms_first_manifest_ssl_cert_dir_empty"`
+	ColdStartCPUMsV2     float64            `json:"cold_start_cpu_ms_to_first_v2"`
+	ColdStartCPUMsFloor  float64            `json:"cold_start_cpu_ms_go_floor"`
+	ColdStartMsFloor     float64            `json:"cold_start_ms_go_floor"`
+	ColdPullMs           float64            `json:"cold_pull_ms_qci_h2c"`
+	DirectPullMs         float64            `json:"pull_ms_direct_tls"`
+	ColdPullExtraMsNoDir float64            `json:"cold_pull_extra_ms_ssl_cert_dir_empty"`
+	WarmPullMs           float64            `json:"warm_pull_ms_by_tag_fresh_client"`
+	ColdPullExtraMs      float64            `json:"cold_pull_extra_ms"`
+	ColdPullUpstream     []string           `json:"cold_pull_upstream_requests"`
+	FirstDigestUp        []string           `json:"first_pull_by_digest_upstream_requests"`
+	WarmDigestUp         []string           `json:"warm_pull_by_digest_upstream_requests"`
+	WarmTagUp            []string           `json:"warm_pull_by_tag_upstream_requests"`
+	TokenFetchesPull     []int              `json:"upstream_token_fetches_each_cold_pull"`
+	TokenFetches100      int                `json:"upstream_token_fetches_100_concurrent_cold"`
+	RatioBlob1Direct     float64            `json:"ratio_blob_1_qci_h2c_to_direct"`
+	RatioBlob8Direct     float64            `json:"ratio_blob_8_qci_h2c_to_direct"`
+	RatioBlob1Nginx      float64            `json:"ratio_blob_1_qci_h2c_to_nginx_h2c"`
+	RatioBlob8Nginx      float64            `json:"ratio_blob_8_qci_h2c_to_nginx_h2c"`
+	RatioCPU             float64            `json:"ratio_manifest_cpu_qci_h2c_to_nginx_h2c"`
+	RatioDigestCPU       float64            `json:"ratio_digest_cpu_qci_h2c_to_nginx_h2c"`
+	RatioH1Blob1         float64            `json:"ratio_blob_1_qci_h1_to_direct"`
+	RatioH1Blob8         float64            `json:"ratio_blob_8_qci_h1_to_direct"`
+	RatioH1CPU           float64            `json:"ratio_manifest_cpu_qci_h1_to_nginx_h1"`
 }
 
 // plainHTTP is the secondary table: HTTP/1.1 clients, plain-HTTP upstream.
@@ -206,12 +211,23 @@ func (b *bench) measure() (*results, error) {
 		return nil, err
 	}
 	p.ColdStartMsV2, p.ColdStartCPUMsV2, p.ColdStartMsMfst, p.ColdStartCPUMs = cs.v2, cs.v2CPU, cs.manifest, cs.manifestCPU
+	// Go's crypto/x509 reads SSL_CERT_FILE and then every file of
+	// SSL_CERT_DIR (default /etc/ssl/certs) on the first TLS handshake; with
+	// SSL_CERT_DIR naming an empty directory it reads only the file.
+	noDir := filepath.Join(b.dir, "empty-cert-dir")
+	if err := os.MkdirAll(noDir, 0o755); err != nil {
+		return nil, err
+	}
+	if cs, err = b.coldStart(b.bin, sc.coldRuns, true, "SSL_CERT_DIR="+noDir); err != nil {
+		return nil, err
+	}
+	p.ColdStartMsMfstNoDir, p.ColdStartCPUMsNoDir = cs.manifest, cs.manifestCPU
 	if cs, err = b.coldStart(b.floor, sc.coldRuns, false); err != nil {
 		return nil, fmt.Errorf("go floor: %w", err)
 	}
 	p.ColdStartMsFloor, p.ColdStartCPUMsFloor = cs.v2, cs.v2CPU
 	fmt.Println("production path: cold pulls, through qci-appci and direct")
-	if err := b.coldPulls(p, sc.coldRuns); err != nil {
+	if err := b.coldPulls(p, sc.coldRuns, noDir); err != nil {
 		return nil, err
 	}
 	fmt.Println("production path: upstream token fetches for 100 concurrent cold requests")
@@ -247,6 +263,7 @@ func (b *bench) measure() (*results, error) {
 		{"CPU per manifest GET by digest: qci-appci h2c ÷ nginx h2c", p.RatioDigestCPU, "≤ 0.5", p.RatioDigestCPU <= 0.5},
 		{"peak RSS, 8 streams, MiB", p.RSSMiB8Streams, "≤ 32", p.RSSMiB8Streams <= 32},
 		{"cold pull − direct pull, ms", p.ColdPullExtraMs, "≤ 25", p.ColdPullExtraMs <= 25},
+		{"the same, SSL_CERT_DIR an empty directory, ms", p.ColdPullExtraMsNoDir, "≤ 25", p.ColdPullExtraMsNoDir <= 25},
 		{"upstream manifest GETs of a warm pull by digest", float64(manifestGETs(p.WarmDigestUp)), "= 0", manifestGETs(p.WarmDigestUp) == 0},
 		{"upstream token fetches, 100 concurrent cold requests", float64(p.TokenFetches100), "= 1", p.TokenFetches100 == 1},
 	}
@@ -277,12 +294,12 @@ type coldStart struct{ v2, v2CPU, manifest, manifestCPU float64 }
 // the first 200 on /v2/ (with a valid token of ours) and, when manifest is
 // set, to the first manifest proxied from the TLS upstream. The client is
 // an h2c one that dials until the port listens.
-func (b *bench) coldStart(bin string, runs int, manifest bool) (coldStart, error) {
+func (b *bench) coldStart(bin string, runs int, manifest bool, env ...string) (coldStart, error) {
 	var v2, v2CPU, mf, mfCPU []float64
 	for range runs {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
-		f, err := execFunc(bin, b.dir, b.upURL(b.up.tls), b.ca)
+		f, err := execFunc(bin, b.dir, b.upURL(b.up.tls), b.ca, env...)
 		if err != nil {
 			cancel()
 			return coldStart{}, err
@@ -328,9 +345,9 @@ func okGet(ctx context.Context, pr *peer, path string) error {
 // the upstream token fetches of each cold pull and lists the upstream
 // requests of the first, then pulls twice more through that warm instance
 // (by digest, by tag) and lists what each asked the upstream.
-func (b *bench) coldPulls(p *production, runs int) error {
+func (b *bench) coldPulls(p *production, runs int, noCertDir string) error {
 	directRef := upstreamHost + ":" + strconv.Itoa(b.up.pull) + "/" + repo + ":" + pullTag
-	var directs, colds, extra []float64
+	var directs, colds, extra, extraNoDir []float64
 	for i := range runs {
 		tr := newTLSTransport(b.ca)
 		start := time.Now()
@@ -340,48 +357,71 @@ func (b *bench) coldPulls(p *production, runs int) error {
 		d := ms(time.Since(start))
 		tr.CloseIdleConnections()
 
-		_, tokens := logLines(b.tokenLog, 0)
-		_, ups := logLines(b.pullLog, 0)
-		h2c := newH2CTransport()
-		start = time.Now()
-		f, err := execFunc(b.bin, b.dir, b.upURL(b.up.pull), b.ca)
+		c, f, err := b.coldPull(p, i == 0)
 		if err != nil {
 			return err
 		}
-		err = pull(f.host+"/"+repo+":"+pullTag, h2c)
-		c := ms(time.Since(start))
+		f.stop()
+		directs, colds, extra = append(directs, d), append(colds, c), append(extra, c-d)
+		if c, f, err = b.coldPull(p, false, "SSL_CERT_DIR="+noCertDir); err != nil {
+			return fmt.Errorf("with SSL_CERT_DIR empty: %w", err)
+		}
+		f.stop()
+		extraNoDir = append(extraNoDir, c-d)
+	}
+	p.DirectPullMs, p.ColdPullMs, p.ColdPullExtraMs = round(median(directs)), round(median(colds)), round(median(extra))
+	p.ColdPullExtraMsNoDir = round(median(extraNoDir))
+	return nil
+}
+
+// coldPull execs a qci-appci (with env added) and pulls the 3-layer image
+// through it over h2c; it returns the ms from the exec to the pull's end
+// and the running process, and adds the pull's upstream token fetches to
+// p. With list set it also lists the upstream requests of that pull and of
+// three more through the now warm instance: by digest twice (the first may
+// fill the manifest cache, the second is the warm pull), then by tag.
+func (b *bench) coldPull(p *production, list bool, env ...string) (float64, *funcProc, error) {
+	_, tokens := logLines(b.tokenLog, 0)
+	_, ups := logLines(b.pullLog, 0)
+	h2c := newH2CTransport()
+	start := time.Now()
+	f, err := execFunc(b.bin, b.dir, b.upURL(b.up.pull), b.ca, env...)
+	if err != nil {
+		return 0, nil, err
+	}
+	err = pull(f.host+"/"+repo+":"+pullTag, h2c)
+	c := ms(time.Since(start))
+	h2c.CloseIdleConnections()
+	if err != nil {
+		f.stop()
+		return 0, nil, fmt.Errorf("through qci-appci: %w", err)
+	}
+	fetched, _ := logLines(b.tokenLog, tokens)
+	p.TokenFetchesPull = append(p.TokenFetchesPull, len(fetched))
+	if !list {
+		return c, f, nil
+	}
+	var n int
+	p.ColdPullUpstream, n = logLines(b.pullLog, ups)
+	warm := []struct {
+		ref  string
+		into *[]string
+	}{{"@" + b.c.pullManifest, &p.FirstDigestUp}, {"@" + b.c.pullManifest, &p.WarmDigestUp}, {":" + pullTag, &p.WarmTagUp}}
+	for _, w := range warm {
+		h2c := newH2CTransport()
+		start := time.Now()
+		err := pull(f.host+"/"+repo+w.ref, h2c)
+		if w.ref[0] == ':' {
+			p.WarmPullMs = round(ms(time.Since(start)))
+		}
 		h2c.CloseIdleConnections()
 		if err != nil {
 			f.stop()
-			return fmt.Errorf("through qci-appci: %w", err)
+			return 0, nil, fmt.Errorf("warm, through qci-appci: %w", err)
 		}
-		directs, colds, extra = append(directs, d), append(colds, c), append(extra, c-d)
-		fetched, _ := logLines(b.tokenLog, tokens)
-		p.TokenFetchesPull = append(p.TokenFetchesPull, len(fetched))
-		if i == 0 {
-			var n int
-			p.ColdPullUpstream, n = logLines(b.pullLog, ups)
-			// By digest twice (the first may fill the manifest cache, the
-			// second is the warm pull), then by tag.
-			warm := []struct {
-				ref  string
-				into *[]string
-			}{{"@" + b.c.pullManifest, &p.FirstDigestUp}, {"@" + b.c.pullManifest, &p.WarmDigestUp}, {":" + pullTag, &p.WarmTagUp}}
-			for _, w := range warm {
-				h2c := newH2CTransport()
-				err := pull(f.host+"/"+repo+w.ref, h2c)
-				h2c.CloseIdleConnections()
-				if err != nil {
-					f.stop()
-					return fmt.Errorf("warm, through qci-appci: %w", err)
-				}
-				*w.into, n = logLines(b.pullLog, n)
-			}
-		}
-		f.stop()
+		*w.into, n = logLines(b.pullLog, n)
 	}
-	p.DirectPullMs, p.ColdPullMs, p.ColdPullExtraMs = round(median(directs)), round(median(colds)), round(median(extra))
-	return nil
+	return c, f, nil
 }
 
 // coldFetches starts a fresh instance, sends it 100 concurrent first

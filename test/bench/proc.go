@@ -37,8 +37,9 @@ func funcEnv(port int, upURL string, ca *benchCA) []string {
 		"SSL_CERT_FILE=" + ca.CAFile}
 }
 
-// execFunc starts bin on a free port without waiting for it to listen.
-func execFunc(bin, dir, upURL string, ca *benchCA) (*funcProc, error) {
+// execFunc starts bin on a free port without waiting for it to listen,
+// with extra appended to its environment.
+func execFunc(bin, dir, upURL string, ca *benchCA, extra ...string) (*funcProc, error) {
 	port := freePort()
 	logf, err := os.OpenFile(filepath.Join(dir, "qci-appci.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -46,7 +47,7 @@ func execFunc(bin, dir, upURL string, ca *benchCA) (*funcProc, error) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin)
-	cmd.Env = funcEnv(port, upURL, ca)
+	cmd.Env = append(funcEnv(port, upURL, ca), extra...)
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
