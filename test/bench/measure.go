@@ -53,6 +53,7 @@ type production struct {
 	ColdPullMs           float64            `json:"cold_pull_ms_qci_h2c"`
 	DirectPullMs         float64            `json:"pull_ms_direct_tls"`
 	ColdPullExtraMsNoDir float64            `json:"cold_pull_extra_ms_ssl_cert_dir_empty"`
+	WarmPullMsH1         float64            `json:"warm_pull_ms_by_tag_fresh_client_http1"`
 	WarmPullMs           float64            `json:"warm_pull_ms_by_tag_fresh_client"`
 	ColdPullExtraMs      float64            `json:"cold_pull_extra_ms"`
 	ColdPullUpstream     []string           `json:"cold_pull_upstream_requests"`
@@ -347,7 +348,7 @@ func okGet(ctx context.Context, pr *peer, path string) error {
 // (by digest, by tag) and lists what each asked the upstream.
 func (b *bench) coldPulls(p *production, runs int, noCertDir string) error {
 	directRef := upstreamHost + ":" + strconv.Itoa(b.up.pull) + "/" + repo + ":" + pullTag
-	var directs, colds, extra, extraNoDir []float64
+	var directs, colds, warms, warmsH1, extra, extraNoDir []float64
 	for i := range runs {
 		tr := newTLSTransport(b.ca)
 		start := time.Now()
@@ -361,7 +362,23 @@ func (b *bench) coldPulls(p *production, runs int, noCertDir string) error {
 		if err != nil {
 			return err
 		}
+		// Then the same pull by a fresh client through the running instance.
+		h2c := newH2CTransport()
+		start = time.Now()
+		err = pull(f.host+"/"+repo+":"+pullTag, h2c)
+		warms = append(warms, ms(time.Since(start)))
+		h2c.CloseIdleConnections()
+		if err == nil { // and over HTTP/1.1, to tell the hop from the protocol
+			h1 := newH1Transport()
+			start = time.Now()
+			err = pull(f.host+"/"+repo+":"+pullTag, h1)
+			warmsH1 = append(warmsH1, ms(time.Since(start)))
+			h1.CloseIdleConnections()
+		}
 		f.stop()
+		if err != nil {
+			return fmt.Errorf("through a running qci-appci: %w", err)
+		}
 		directs, colds, extra = append(directs, d), append(colds, c), append(extra, c-d)
 		if c, f, err = b.coldPull(p, false, "SSL_CERT_DIR="+noCertDir); err != nil {
 			return fmt.Errorf("with SSL_CERT_DIR empty: %w", err)
@@ -370,7 +387,7 @@ func (b *bench) coldPulls(p *production, runs int, noCertDir string) error {
 		extraNoDir = append(extraNoDir, c-d)
 	}
 	p.DirectPullMs, p.ColdPullMs, p.ColdPullExtraMs = round(median(directs)), round(median(colds)), round(median(extra))
-	p.ColdPullExtraMsNoDir = round(median(extraNoDir))
+	p.ColdPullExtraMsNoDir, p.WarmPullMs, p.WarmPullMsH1 = round(median(extraNoDir)), round(median(warms)), round(median(warmsH1))
 	return nil
 }
 
@@ -409,11 +426,7 @@ func (b *bench) coldPull(p *production, list bool, env ...string) (float64, *fun
 	}{{"@" + b.c.pullManifest, &p.FirstDigestUp}, {"@" + b.c.pullManifest, &p.WarmDigestUp}, {":" + pullTag, &p.WarmTagUp}}
 	for _, w := range warm {
 		h2c := newH2CTransport()
-		start := time.Now()
 		err := pull(f.host+"/"+repo+w.ref, h2c)
-		if w.ref[0] == ':' {
-			p.WarmPullMs = round(ms(time.Since(start)))
-		}
 		h2c.CloseIdleConnections()
 		if err != nil {
 			f.stop()

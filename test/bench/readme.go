@@ -65,7 +65,7 @@ func tables(r *results) string {
 	fmt.Fprintf(&t, "| cold start: exec to first manifest proxied over TLS, ms (the process's CPU ms in it) | | | %.1f (%.1f) | | |\n", p.ColdStartMsMfst, p.ColdStartCPUMs)
 	fmt.Fprintf(&t, "| the same with `SSL_CERT_DIR` an empty directory (the roots read from `SSL_CERT_FILE` only) | | | %.1f (%.1f) | | |\n", p.ColdStartMsMfstNoDir, p.ColdStartCPUMsNoDir)
 	fmt.Fprintf(&t, "| 3-layer pull (go-containerregistry), ms (median) | %.1f | | %.1f from exec (+%.1f) | | |\n", p.DirectPullMs, p.ColdPullMs, p.ColdPullExtraMs)
-	fmt.Fprintf(&t, "| the same pull by a fresh client through an instance already running (one sample), ms | | | %.1f | | |\n", p.WarmPullMs)
+	fmt.Fprintf(&t, "| the same pull by a fresh client through an instance already running, ms (median) | | | %.1f | | %.1f |\n", p.WarmPullMs, p.WarmPullMsH1)
 	fmt.Fprintf(&t, "| the same with `SSL_CERT_DIR` an empty directory, ms beyond the direct pull (median) | | | +%.1f | | |\n", p.ColdPullExtraMsNoDir)
 	fmt.Fprintf(&t, "| upstream requests of a cold pull | | | %d: %s | | |\n", len(p.ColdPullUpstream), shortDigests(strings.Join(p.ColdPullUpstream, "; ")))
 	fmt.Fprintf(&t, "| upstream requests of the next pulls through that instance: by digest, again by digest (warm), by tag | | | %d, %d (%s), %d | | |\n",
