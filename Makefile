@@ -57,10 +57,10 @@ unit: ## unit and handler tests with the race detector, then the byte-heavy ones
 e2e: kube-apiserver ## the real binary with skopeo, podman, go-containerregistry, a real kube-apiserver; faults
 	$(GO) test -count=1 -timeout 30m $(E2E_PKGS)
 
-bench: ## measure qci-appci against nginx and the upstream direct; BENCH_QUICK=1 for the 2-minute version
+bench: ## measure qci-appci where it runs (h2c front, TLS upstream) against nginx and the upstream direct; BENCH_QUICK=1 for a short run
 	$(GO) run ./test/bench $(if $(BENCH_QUICK),-quick)
 
-bench-smoke: ## the quick benchmark as a check that it runs and fetches the upstream token once (no timing asserted)
+bench-smoke: ## the quick benchmark as a check that it runs, every byte verified, and each cold pull fetches the upstream token once (no timing asserted)
 	mkdir -p .cache
 	$(GO) run ./test/bench -quick -out .cache/bench-smoke.json -readme ""
 

@@ -1,8 +1,0 @@
-package main
-
-import (
-	"crypto/sha256"
-	"hash"
-)
-
-func newSHA256() hash.Hash { return sha256.New() }
