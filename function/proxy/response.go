@@ -49,13 +49,27 @@ func toPublic(u *url.URL, fw forwarded) string {
 	return v.String()
 }
 
-// rewriteLocation points a redirect on the upstream's host at us (a client
-// following it there would carry no upstream token), as apimachinery's
-// proxy rewriteURL does. A redirect to any other host (a CDN's pre-signed
-// URL) and a relative one pass untouched.
+// rewriteLocation points a registry redirect on the upstream's host (a
+// /v2/ path) at us: a client following it there would carry no upstream
+// token; apimachinery's proxy rewriteURL does the same. A redirect to any
+// other host (a CDN's pre-signed URL) passes untouched, and so does one on
+// the upstream's host outside /v2/: quay with FEATURE_PROXY_STORAGE sends
+// blob GETs to its own /_storage_proxy/<signed token>/…, which needs no
+// token of ours and which we do not serve. A relative redirect under /v2/
+// stays relative (the client resolves it against us); one elsewhere is made
+// absolute on the upstream, where it means something.
 func (h *Handler) rewriteLocation(loc string, fw forwarded) string {
 	u, err := url.Parse(loc)
-	if err != nil || !h.onUpstreamHost(u) || fw.host == "" {
+	if err != nil {
+		return loc
+	}
+	if !u.IsAbs() && u.Host == "" {
+		if strings.HasPrefix(u.Path, "/v2/") || !strings.HasPrefix(u.Path, "/") {
+			return loc
+		}
+		return h.opts.Upstream.ResolveReference(u).String()
+	}
+	if !h.onUpstreamHost(u) || fw.host == "" || !strings.HasPrefix(u.Path, "/v2/") {
 		return loc
 	}
 	return toPublic(u, fw)
