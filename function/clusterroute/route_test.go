@@ -482,6 +482,14 @@ func TestImageStreamReviewsGoToTheUsersOwnCluster(t *testing.T) {
 		t.Errorf("B's user in ci-pull: %v", err)
 	}
 	tc.wantReviews(t, 3, 4)
+	// B down: its users' reviews are unavailable, A's still answered.
+	tc.b.SetDown(true)
+	if err := tc.router.Review(ctx, idB, policy.Resource{Namespace: "ci", Name: "ci-operator"}); !errors.Is(err, login.ErrUnavailable) {
+		t.Errorf("B's user with B down: %v, want unavailable", err)
+	}
+	if err := tc.router.Review(ctx, idA, policy.Resource{Namespace: "ci", Name: "ci-operator"}); err != nil {
+		t.Errorf("A's user with B down: %v", err)
+	}
 }
 
 // TestLoginTimeClustersReviewNoImageStream: a cluster that authorizes at

@@ -4,7 +4,11 @@
 // on that image stream) or that is open to every authenticated user, and
 // the upstream repository itself when the namespace-wide review allows it.
 // Each scope is decided on its own; the reviews of one request run
-// concurrently and are cached per user and image stream.
+// concurrently and are cached per cluster, user and image stream. With
+// QCI_CLUSTERS_FILE, the users of a cluster that authorized them at login
+// are granted the whole mirror instead (Authorized), and those of a
+// cluster that reviews image streams are decided as above, the reviews
+// asked of their own cluster.
 package policy
 
 import (
