@@ -38,6 +38,13 @@ func jwtNaming(iss, sub string) string {
 
 func newTwoClusterEnv(t *testing.T) *twoClusterEnv {
 	t.Helper()
+	return newTwoClusterEnvWith(t, "{namespace: ci-pull}")
+}
+
+// newTwoClusterEnvWith is newTwoClusterEnv with b's authorization, in the
+// clusters file's YAML.
+func newTwoClusterEnvWith(t *testing.T, bAuthorization string) *twoClusterEnv {
+	t.Helper()
 	reg, err := registrytest.Start(registrytest.Options{Repository: repo, Username: robotUser, Password: robotPass})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +82,7 @@ func newTwoClusterEnv(t *testing.T) *twoClusterEnv {
   kubeconfig: `+files[1]+`
   issuers: [https://b.example]
   audiences: [https://registry.ci.example.com]
-  authorization: {namespace: ci-pull}
+  authorization: `+bAuthorization+`
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -83,11 +83,14 @@ func New(cfg config.Config) (http.Handler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("function: %s: %w", cfg.ClustersFile, err)
 		}
-		cluster = clusterroute.New(clusters, clusterroute.Options{
+		rt := clusterroute.New(clusters, clusterroute.Options{
 			CacheTTL: min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
 			Logger:   log,
 			Metrics:  cfg.Metrics,
 		})
+		// Clusters with authorization {imageStreams: true} review each
+		// image stream, at the cluster that authenticated the user.
+		cluster, policyOpts.Reviewer, policyOpts.ImageStreamClusters = rt, rt, rt.ImageStreamClusters()
 	} else if login.ClusterConfigured(cfg.Kubeconfig) {
 		c := login.NewCluster(login.ClusterOptions{
 			Kubeconfig: cfg.Kubeconfig,

@@ -13,7 +13,8 @@ import (
 // pulls every served repository it asks for; a user of a cluster of
 // QCI_CLUSTERS_FILE, whom that cluster authorized at login, too (but the
 // upstream repository only with QCI_FLAT_REPOSITORY); a user of the single
-// cluster each one the policy allows, reviewed afresh on a refresh. Nothing asked is an empty
+// cluster, or of a cluster of the file that reviews image streams, each one
+// the policy allows, reviewed afresh on a refresh. Nothing asked is an empty
 // grant (the login probe). Everything asked and nothing granted is an
 // error: ErrDenied (a deniedError naming the repositories) when every
 // decided scope was denied, ErrUnavailable when a review could not be
@@ -23,12 +24,12 @@ func (h *Handler) grant(ctx context.Context, log *slog.Logger, req request, sub 
 	switch {
 	case sub.Login == token.LoginRobot:
 		return h.opts.Policy.Robot(requested), nil
-	case sub.Cluster != "":
+	case !h.opts.Policy.PerImageStream(sub.Cluster):
 		// A cluster of QCI_CLUSTERS_FILE authorized the user at login, for
 		// the whole mirror as before image streams had repositories.
 		return h.opts.Policy.Authorized(requested), nil
 	}
-	id := login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra}
+	id := login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra, Cluster: sub.Cluster}
 	d := h.opts.Policy.Decide(ctx, id, requested, req.grant == "refresh_token")
 	switch {
 	case !d.Refused():

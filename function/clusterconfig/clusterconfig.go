@@ -51,12 +51,22 @@ type Cluster struct {
 	Authorization Authorization `json:"authorization"`
 }
 
-// Authorization is one of two ways to decide who may pull. Neither set
-// means a namespace review in DefaultNamespace.
+// Authorization is one of three ways to decide who may pull: a namespace
+// review at login (Namespace), a review per image stream (ImageStreams),
+// or a list (Allow). None set means a namespace review in
+// DefaultNamespace.
 type Authorization struct {
 	// Namespace: a SubjectAccessReview for get on imagestreams/layers
-	// (image.openshift.io) in this namespace, as QCI_AUTHZ_NAMESPACE.
+	// (image.openshift.io) in this namespace at login, which then grants
+	// every image stream. With ImageStreams, the namespace of the review
+	// for the upstream repository itself (QCI_FLAT_REPOSITORY), as
+	// QCI_AUTHZ_NAMESPACE is for a single cluster.
 	Namespace string `json:"namespace,omitempty"`
+	// ImageStreams reviews each requested image stream <ns>/<name> at the
+	// cluster (get on imagestreams/layers, name <name>, in namespace
+	// <ns>), as a single cluster's users are; the login itself needs only
+	// a token the cluster authenticates. Exclusive with Allow.
+	ImageStreams bool `json:"imageStreams,omitempty"`
 	// Allow lets the listed service accounts pull without any
 	// SubjectAccessReview, and nobody else.
 	Allow *Allow `json:"allow,omitempty"`
@@ -208,6 +218,9 @@ func (a Authorization) validate(label string) []string {
 	}
 	if a.Namespace != "" && a.Allow != nil {
 		bad("set namespace (a SubjectAccessReview) or allow (a list), not both")
+	}
+	if a.ImageStreams && a.Allow != nil {
+		bad("set imageStreams: true (a SubjectAccessReview per image stream) or allow (a list), not both")
 	}
 	if a.Namespace != "" && len(validation.IsDNS1123Label(a.Namespace)) > 0 {
 		bad("namespace %q is not a namespace name", a.Namespace)

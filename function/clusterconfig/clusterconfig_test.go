@@ -43,6 +43,47 @@ func TestParseDefaultsToTheOcpNamespaceReview(t *testing.T) {
 	}
 }
 
+func TestParseImageStreamsReviewsEachImageStream(t *testing.T) {
+	f, err := Parse([]byte(`clusters:
+- name: a
+  kubeconfig: /k
+  authorization: {imageStreams: true}
+- name: b
+  kubeconfig: /k
+  authorization: {imageStreams: true, namespace: ci-pull}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The namespace is the upstream repository's review, ocp by default
+	// as QCI_AUTHZ_NAMESPACE's.
+	if got, want := f.Clusters[0].Authorization, (Authorization{ImageStreams: true, Namespace: "ocp"}); !reflect.DeepEqual(got, want) {
+		t.Errorf("authorization %+v, want %+v", got, want)
+	}
+	if got, want := f.Clusters[1].Authorization, (Authorization{ImageStreams: true, Namespace: "ci-pull"}); !reflect.DeepEqual(got, want) {
+		t.Errorf("authorization %+v, want %+v", got, want)
+	}
+	_, err = Parse([]byte(`clusters:
+- name: a
+  kubeconfig: /k
+  authorization: {imageStreams: true, allow: {namespaces: [ci]}}
+- name: b
+  kubeconfig: /k
+  authorization: {imageStreams: true, namespace: Not_A_Namespace}
+`))
+	want := []string{
+		`cluster 1 ("a"): authorization: set imageStreams: true (a SubjectAccessReview per image stream) or allow (a list), not both`,
+		`cluster 2 ("b"): authorization: namespace "Not_A_Namespace" is not a namespace name`,
+	}
+	if got := problems(t, err); !slices.Equal(got, want) {
+		t.Errorf("problems\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	_, err = Parse([]byte("clusters:\n- name: a\n  kubeconfig: /k\n  authorization: {imageStreams: yes-please}\n"))
+	if p := problems(t, err); len(p) != 1 || !strings.HasPrefix(p[0], "not a valid clusters file: ") {
+		t.Errorf("imageStreams not a boolean: problems %q", p)
+	}
+}
+
 func problems(t *testing.T, err error) []string {
 	t.Helper()
 	var e *Error

@@ -6,6 +6,8 @@
 // that accepts opaque tokens, and a token that matches no cluster is
 // refused with no review anywhere. Each cluster has its own login.Cluster,
 // so its own review cache, and one cluster down fails only its own users.
+// The router is also the policy's reviewer of image streams: each review
+// goes to the cluster that authenticated the user.
 package clusterroute
 
 import (
@@ -25,6 +27,7 @@ import (
 	"github.com/qci-appci/qci-appci/function/clusterconfig"
 	"github.com/qci-appci/qci-appci/function/login"
 	"github.com/qci-appci/qci-appci/function/metrics"
+	"github.com/qci-appci/qci-appci/function/policy"
 	"github.com/qci-appci/qci-appci/function/requestinfo"
 )
 
@@ -50,7 +53,8 @@ type Options struct {
 }
 
 // Router is a login over several clusters. It implements the auth
-// handler's ClusterLogin.
+// handler's ClusterLogin, and policy.Reviewer for the clusters that review
+// each image stream.
 type Router struct {
 	routes []*route
 	byName map[string]*route
@@ -58,7 +62,10 @@ type Router struct {
 	log    *slog.Logger
 }
 
-var _ Login = (*Router)(nil)
+var (
+	_ Login           = (*Router)(nil)
+	_ policy.Reviewer = (*Router)(nil)
+)
 
 // route is one cluster and what is known of its issuers.
 type route struct {
@@ -67,6 +74,12 @@ type route struct {
 	issuers []string // from the file; empty: discover
 	// discover finds the issuer; nil when the file lists the issuers.
 	discover func(ctx context.Context) (string, error)
+	// review runs a review per image stream at this cluster; nil when the
+	// cluster authorizes at login (a namespace review or an allow list).
+	review policy.ReviewFunc
+	// flatNamespace is, with review, the namespace of the review for the
+	// upstream repository.
+	flatNamespace string
 
 	mu         sync.Mutex
 	discovered string // the issuer found; "" until found
@@ -89,6 +102,12 @@ func New(f *clusterconfig.File, opts Options) *Router {
 			Logger:     log,
 			Metrics:    opts.Metrics,
 		}
+		if c.Authorization.ImageStreams {
+			// The login only authenticates; each image stream is reviewed
+			// when asked for (Review), the namespace only for the upstream
+			// repository.
+			lo.Namespace = ""
+		}
 		if allow := c.Authorization.Allow; allow != nil {
 			lo.Authorize = func(ctx context.Context, id login.Identity) error {
 				if allow.Allowed(id.Name) {
@@ -97,7 +116,11 @@ func New(f *clusterconfig.File, opts Options) *Router {
 				return fmt.Errorf("%w: %q is not on the allow list of cluster %s", login.ErrDenied, id.Name, c.Name)
 			}
 		}
-		r := &route{name: c.Name, login: login.NewCluster(lo), issuers: c.Issuers}
+		cl := login.NewCluster(lo)
+		r := &route{name: c.Name, login: cl, issuers: c.Issuers}
+		if c.Authorization.ImageStreams {
+			r.review, r.flatNamespace = cl.ReviewImageStream, c.Authorization.Namespace
+		}
 		if len(c.Issuers) == 0 {
 			r.discover = func(ctx context.Context) (string, error) { return discoverIssuer(ctx, c) }
 		}
@@ -162,6 +185,34 @@ func (rt *Router) Authorize(ctx context.Context, id login.Identity) error {
 	}
 	requestinfo.SetCluster(ctx, r.name)
 	return r.login.Authorize(ctx, id)
+}
+
+// ImageStreamClusters are the clusters whose users are decided per image
+// stream (authorization: {imageStreams: true}), each with the namespace of
+// its review for the upstream repository: policy.Options's
+// ImageStreamClusters.
+func (rt *Router) ImageStreamClusters() map[string]string {
+	m := map[string]string{}
+	for _, r := range rt.routes {
+		if r.review != nil {
+			m[r.name] = r.flatNamespace
+		}
+	}
+	return m
+}
+
+// Review implements policy.Reviewer: it runs the review of res for id at
+// the cluster id names (the one that authenticated the user at login; a
+// refresh token carries it), never at another. A cluster that is not
+// configured to review image streams, or not known at all, reviews
+// nothing: login.ErrUnavailable, since the policy never asks it.
+func (rt *Router) Review(ctx context.Context, id login.Identity, res policy.Resource) error {
+	r, ok := rt.byName[id.Cluster]
+	if !ok || r.review == nil {
+		rt.log.ErrorContext(ctx, "image stream review for a cluster that reviews no image streams", "user", id.Name, "cluster", id.Cluster)
+		return fmt.Errorf("%w: cluster %q does not review image streams", login.ErrUnavailable, id.Cluster)
+	}
+	return r.review.Review(ctx, id, res)
 }
 
 // Errors of routing, wrapped in login's errors.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -25,6 +26,7 @@ import (
 	"github.com/qci-appci/qci-appci/function/clusterconfig"
 	"github.com/qci-appci/qci-appci/function/clusterroute"
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/policy"
 	"github.com/qci-appci/qci-appci/function/requestinfo"
 	"github.com/qci-appci/qci-appci/test/clustertest"
 	"github.com/qci-appci/qci-appci/test/logbuffer"
@@ -403,4 +405,111 @@ func TestADiscoveredIssuerSharedWithAnotherClusterRoutesNowhere(t *testing.T) {
 	if !strings.Contains(tc.logs.String(), "clusters share an issuer") {
 		t.Errorf("the log does not say the clusters share an issuer:\n%s", tc.logs)
 	}
+}
+
+// TestImageStreamReviewsGoToTheUsersOwnCluster: with both clusters in
+// imageStreams mode, a login needs only a token the cluster authenticates
+// (no SubjectAccessReview), and each image stream review for a user runs
+// at the cluster that authenticated them, never at the other, including
+// the namespace review of the upstream repository in the cluster's own
+// namespace.
+func TestImageStreamReviewsGoToTheUsersOwnCluster(t *testing.T) {
+	tc := newTwo(t, func(_ *twoClusters, f *clusterconfig.File) {
+		f.Clusters[0].Authorization = clusterconfig.Authorization{ImageStreams: true, Namespace: "ocp"}
+		f.Clusters[1].Authorization = clusterconfig.Authorization{ImageStreams: true, Namespace: "ci-pull"}
+	})
+	if got, want := tc.router.ImageStreamClusters(), map[string]string{"a": "ocp", "b": "ci-pull"}; !maps.Equal(got, want) {
+		t.Errorf("ImageStreamClusters() = %v, want %v", got, want)
+	}
+	ctx := context.Background()
+	const puller = "system:serviceaccount:ci:b-puller"
+	tc.b.Revoke(puller) // only AllowOn decides from here
+	tc.b.AllowOn(puller, "ci", "ci-operator")
+	idB, err := tc.router.Login(ctx, tc.tokB)
+	if err != nil || idB.Cluster != "b" {
+		t.Fatalf("B's token: %+v, %v", idB, err)
+	}
+	tc.wantReviews(t, 0, 1) // B's TokenReview only
+	if err := tc.router.Review(ctx, idB, policy.Resource{Namespace: "ci", Name: "ci-operator"}); err != nil {
+		t.Errorf("B's user on ci/ci-operator: %v", err)
+	}
+	var denied *login.DeniedError
+	if err := tc.router.Review(ctx, idB, policy.Resource{Namespace: "ci", Name: "other"}); !errors.As(err, &denied) || denied.ImageStream != "other" {
+		t.Errorf("B's user on ci/other: %v, want denied naming the image stream", err)
+	}
+	tc.wantReviews(t, 0, 3)
+	sars := tc.b.SubjectAccessReviews()
+	if ra := sars[0].Spec.ResourceAttributes; sars[0].Spec.User != puller || sars[0].Spec.UID != "uid-b" ||
+		ra.Namespace != "ci" || ra.Name != "ci-operator" || ra.Resource != "imagestreams" || ra.Subresource != "layers" {
+		t.Errorf("B reviewed %+v %+v", sars[0].Spec, ra)
+	}
+	// A's users are reviewed at A, B sees nothing more.
+	idA, err := tc.router.Login(ctx, tc.tokA)
+	if err != nil || idA.Cluster != "a" {
+		t.Fatalf("A's token: %+v, %v", idA, err)
+	}
+	tc.a.AllowOn("system:serviceaccount:ci:a-puller", "ci", "ci-operator")
+	if err := tc.router.Review(ctx, idA, policy.Resource{Namespace: "ci", Name: "ci-operator"}); err != nil {
+		t.Errorf("A's user on ci/ci-operator: %v", err)
+	}
+	tc.wantReviews(t, 2, 3)
+	// A refresh of B's user authorizes nothing at login: the scopes are
+	// reviewed again, at B.
+	if err := tc.router.Authorize(ctx, idB); err != nil {
+		t.Errorf("refresh of B's user: %v", err)
+	}
+	tc.wantReviews(t, 2, 3)
+	// The identity names the cluster: the same user named at A is
+	// reviewed at A, so B's grant does not help.
+	asA := idB
+	asA.Cluster = "a"
+	if err := tc.router.Review(ctx, asA, policy.Resource{Namespace: "ci", Name: "ci-operator"}); !errors.Is(err, login.ErrDenied) {
+		t.Errorf("B's user named as A's: %v, want denied by A", err)
+	}
+	tc.wantReviews(t, 3, 3)
+	// No cluster, or an unknown one: no review anywhere.
+	for _, cluster := range []string{"", "c"} {
+		id := idB
+		id.Cluster = cluster
+		if err := tc.router.Review(ctx, id, policy.Resource{Namespace: "ci", Name: "ci-operator"}); !errors.Is(err, login.ErrUnavailable) {
+			t.Errorf("cluster %q: %v, want unavailable", cluster, err)
+		}
+	}
+	tc.wantReviews(t, 3, 3)
+	// The upstream repository's review: namespace-wide, in B's namespace.
+	tc.b.AllowOn(puller, "ci-pull", "")
+	if err := tc.router.Review(ctx, idB, policy.Resource{Namespace: "ci-pull"}); err != nil {
+		t.Errorf("B's user in ci-pull: %v", err)
+	}
+	tc.wantReviews(t, 3, 4)
+	// B down: its users' reviews are unavailable, A's still answered.
+	tc.b.SetDown(true)
+	if err := tc.router.Review(ctx, idB, policy.Resource{Namespace: "ci", Name: "ci-operator"}); !errors.Is(err, login.ErrUnavailable) {
+		t.Errorf("B's user with B down: %v, want unavailable", err)
+	}
+	if err := tc.router.Review(ctx, idA, policy.Resource{Namespace: "ci", Name: "ci-operator"}); err != nil {
+		t.Errorf("A's user with B down: %v", err)
+	}
+}
+
+// TestLoginTimeClustersReviewNoImageStream: a cluster that authorizes at
+// login (namespace review or allow list) is never asked per image stream,
+// while the other cluster is.
+func TestLoginTimeClustersReviewNoImageStream(t *testing.T) {
+	tc := newTwo(t, func(_ *twoClusters, f *clusterconfig.File) {
+		f.Clusters[1].Authorization = clusterconfig.Authorization{ImageStreams: true, Namespace: "ocp"}
+	})
+	if got, want := tc.router.ImageStreamClusters(), map[string]string{"b": "ocp"}; !maps.Equal(got, want) {
+		t.Errorf("ImageStreamClusters() = %v, want %v", got, want)
+	}
+	ctx := context.Background()
+	idA, err := tc.router.Login(ctx, tc.tokA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.wantReviews(t, 2, 0) // A still reviews its namespace at login
+	if err := tc.router.Review(ctx, idA, policy.Resource{Namespace: "ci", Name: "ci-operator"}); !errors.Is(err, login.ErrUnavailable) {
+		t.Errorf("image stream review of A's user: %v, want unavailable", err)
+	}
+	tc.wantReviews(t, 2, 0)
 }

@@ -4,7 +4,11 @@
 // on that image stream) or that is open to every authenticated user, and
 // the upstream repository itself when the namespace-wide review allows it.
 // Each scope is decided on its own; the reviews of one request run
-// concurrently and are cached per user and image stream.
+// concurrently and are cached per cluster, user and image stream. With
+// QCI_CLUSTERS_FILE, the users of a cluster that authorized them at login
+// are granted the whole mirror instead (Authorized), and those of a
+// cluster that reviews image streams are decided as above, the reviews
+// asked of their own cluster.
 package policy
 
 import (
@@ -85,7 +89,15 @@ type Options struct {
 	// Open are the namespaces and image streams every authenticated
 	// cluster user may pull without a review.
 	Open Open
-	// Reviewer runs the reviews; nil: every review is unavailable.
+	// ImageStreamClusters are the clusters of QCI_CLUSTERS_FILE whose
+	// users are decided per image stream (Decide), as a single cluster's
+	// are: each name maps to the namespace of that cluster's review for
+	// the upstream repository, which FlatNamespace is for a single
+	// cluster. A user of any other cluster of the file was authorized at
+	// login for the whole mirror (Authorized).
+	ImageStreamClusters map[string]string
+	// Reviewer runs the reviews; nil: every review is unavailable. With
+	// ImageStreamClusters, it must ask the cluster the identity names.
 	Reviewer Reviewer
 	// CacheTTL is the longest an allowed review is reused.
 	CacheTTL time.Duration
@@ -155,6 +167,27 @@ func (p *Policy) Robot(requested []registry.Scope) []registry.Scope {
 	return pullScopes(p.Pulls(requested))
 }
 
+// PerImageStream reports whether the users of cluster (a name of
+// QCI_CLUSTERS_FILE, or "" for the single cluster) are decided per image
+// stream (Decide) rather than granted the whole mirror (Authorized).
+func (p *Policy) PerImageStream(cluster string) bool {
+	if cluster == "" {
+		return true
+	}
+	_, ok := p.opts.ImageStreamClusters[cluster]
+	return ok
+}
+
+// flatNamespace is the namespace of the upstream repository's review for
+// the users of cluster, and false when they have none.
+func (p *Policy) flatNamespace(cluster string) (string, bool) {
+	if cluster == "" {
+		return p.opts.FlatNamespace, true
+	}
+	ns, ok := p.opts.ImageStreamClusters[cluster]
+	return ns, ok && ns != ""
+}
+
 // Authorized is the grant of a user whom their cluster authorized for the
 // whole mirror at login (a cluster of QCI_CLUSTERS_FILE): pull on every
 // served repository asked, but the upstream repository only when Flat.
@@ -187,6 +220,10 @@ type Decision struct {
 	// wraps login.ErrUnavailable); those repositories are neither granted
 	// nor denied.
 	Err error
+
+	// flatNamespace is the namespace of the upstream repository's review
+	// for the user's cluster.
+	flatNamespace string
 }
 
 // Refused reports whether something was asked and nothing granted.
@@ -202,7 +239,7 @@ func (p *Policy) DeniedMessage(user string, d Decision) string {
 			if !p.opts.Flat {
 				needs = append(needs, repo+" (not open to cluster users here: pull <namespace>/<image stream> instead)")
 			} else {
-				needs = append(needs, repo+" (needs "+login.PullPermission(p.opts.FlatNamespace)+")")
+				needs = append(needs, repo+" (needs "+login.PullPermission(d.flatNamespace)+")")
 			}
 			continue
 		}
@@ -220,12 +257,14 @@ type need struct {
 	review Resource // else: this review decides
 }
 
-func (p *Policy) needOf(repo string) need {
+// needOf is how repo is decided for a user of cluster.
+func (p *Policy) needOf(repo, cluster string) need {
 	if repo == p.opts.Upstream {
-		if !p.opts.Flat {
+		ns, ok := p.flatNamespace(cluster)
+		if !p.opts.Flat || !ok {
 			return need{repo: repo, never: true}
 		}
-		return need{repo: repo, review: Resource{Namespace: p.opts.FlatNamespace}}
+		return need{repo: repo, review: Resource{Namespace: ns}}
 	}
 	s, _ := registry.ParseImageStream(repo) // Pulls kept only served names
 	if p.opts.Open.Allows(s) {
@@ -234,16 +273,19 @@ func (p *Policy) needOf(repo string) need {
 	return need{repo: repo, review: Resource{Namespace: s.Namespace, Name: s.Name}}
 }
 
-// Decide decides each requested pull scope for the cluster user id, the
-// reviews concurrently. With fresh (a refresh), no cached answer is used:
-// every review is asked again (its answer is still kept).
+// Decide decides each requested pull scope for the cluster user id (of
+// the single cluster, or of the cluster of ImageStreamClusters that
+// id.Cluster names), the reviews concurrently. With fresh (a refresh), no
+// cached answer is used: every review is asked again (its answer is still
+// kept).
 func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []registry.Scope, fresh bool) Decision {
 	d := Decision{Asked: p.Pulls(requested)}
+	d.flatNamespace, _ = p.flatNamespace(id.Cluster)
 	results := make([]error, len(d.Asked))
 	needs := make([]need, len(d.Asked))
 	var wg sync.WaitGroup
 	for i, repo := range d.Asked {
-		n := p.needOf(repo)
+		n := p.needOf(repo, id.Cluster)
 		needs[i] = n
 		switch {
 		case n.open:
@@ -296,12 +338,14 @@ func (p *Policy) review(ctx context.Context, id login.Identity, res Resource, fr
 	}
 }
 
-// cacheKey hashes everything a review depends on: the user, uid, groups and
-// extra (sorted, each part length-prefixed so that no two differ only in
-// where one part ends), and the resource.
+// cacheKey hashes everything a review depends on: the cluster that
+// reviews, the user, uid, groups and extra (sorted, each part
+// length-prefixed so that no two differ only in where one part ends), and
+// the resource. Users of two clusters never share an answer.
 func cacheKey(id login.Identity, res Resource) [sha256.Size]byte {
 	h := sha256.New()
 	put := func(s string) { _, _ = fmt.Fprintf(h, "%d:%s", len(s), s) }
+	put(id.Cluster)
 	put(id.Name)
 	put(id.UID)
 	groups := slices.Clone(id.Groups)

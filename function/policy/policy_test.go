@@ -345,3 +345,101 @@ func TestDenialsNeverEvictAllowedAnswers(t *testing.T) {
 		t.Errorf("after 5000 denials: granted %q, %d reviews of ci/tools; want the cached answer", repos(d.Granted), rv.count("alice", tools))
 	}
 }
+
+// clusterReviewer allows what allow lists, keyed by cluster, user and
+// resource, denies the rest, and records each review so.
+type clusterReviewer struct {
+	mu    sync.Mutex
+	allow map[string]bool
+	asked []string
+}
+
+func clusterKey(id login.Identity, res policy.Resource) string {
+	return id.Cluster + " " + key(id.Name, res)
+}
+
+func (r *clusterReviewer) Review(_ context.Context, id login.Identity, res policy.Resource) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := clusterKey(id, res)
+	r.asked = append(r.asked, k)
+	if r.allow[k] {
+		return nil
+	}
+	return login.ErrDenied
+}
+
+func (r *clusterReviewer) reviews() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.asked)
+}
+
+// TestImageStreamClustersAreDecidedPerImageStream: a user of a cluster of
+// ImageStreamClusters is decided as a single cluster's, the upstream
+// repository by a review in that cluster's own namespace; two clusters'
+// users of one name never share a cached answer; a user of a cluster that
+// authorized at login is not decided per image stream.
+func TestImageStreamClustersAreDecidedPerImageStream(t *testing.T) {
+	tools := policy.Resource{Namespace: "ci", Name: "tools"}
+	aliceOfB, aliceOfC := alice, alice
+	aliceOfB.Cluster, aliceOfC.Cluster = "b", "c"
+	rv := &clusterReviewer{allow: map[string]bool{
+		clusterKey(aliceOfB, tools):                                 true,
+		clusterKey(aliceOfB, policy.Resource{Namespace: "ci-pull"}): true,
+	}}
+	p, _ := newPolicy(t, rv, func(o *policy.Options) {
+		o.ImageStreamClusters = map[string]string{"b": "ci-pull", "c": "ocp"}
+	})
+	for cluster, want := range map[string]bool{"": true, "b": true, "c": true, "a": false} {
+		if got := p.PerImageStream(cluster); got != want {
+			t.Errorf("PerImageStream(%q) = %v, want %v", cluster, got, want)
+		}
+	}
+	ctx := context.Background()
+	d := p.Decide(ctx, aliceOfB, pulls("ci/tools", "openshift/ci", "ocp-private/secret"), false)
+	if got := repos(d.Granted); !slices.Equal(got, []string{"ci/tools", "openshift/ci"}) || !slices.Equal(d.Denied, []string{"ocp-private/secret"}) {
+		t.Errorf("alice of b: granted %q, denied %q", got, d.Denied)
+	}
+	want := []string{
+		clusterKey(aliceOfB, tools),
+		clusterKey(aliceOfB, policy.Resource{Namespace: "ci-pull"}),
+		clusterKey(aliceOfB, policy.Resource{Namespace: "ocp-private", Name: "secret"}),
+	}
+	if got := rv.reviews(); !slices.Equal(sorted(got), sorted(want)) {
+		t.Errorf("reviews %q, want %q", got, want)
+	}
+	// alice of c is someone else: her own reviews, at her own cluster.
+	d = p.Decide(ctx, aliceOfC, pulls("ci/tools", "openshift/ci"), false)
+	if len(d.Granted) != 0 || !d.Refused() {
+		t.Errorf("alice of c got alice of b's answers: granted %q", repos(d.Granted))
+	}
+	wantMsg := `authenticated as "alice", but not allowed to pull ci/tools (needs get imagestreams/layers tools (group image.openshift.io) in namespace ci), ` +
+		"openshift/ci (needs get imagestreams/layers (group image.openshift.io) in namespace ocp)"
+	if got := p.DeniedMessage("alice", d); got != wantMsg {
+		t.Errorf("message\n%q\nwant\n%q", got, wantMsg)
+	}
+	if got := rv.reviews()[3:]; !slices.Equal(sorted(got), sorted([]string{
+		clusterKey(aliceOfC, tools), clusterKey(aliceOfC, policy.Resource{Namespace: "ocp"})})) {
+		t.Errorf("alice of c's reviews %q", got)
+	}
+	// b's upstream-repository denial names b's namespace.
+	bob := login.Identity{Name: "bob", Cluster: "b"}
+	d = p.Decide(ctx, bob, pulls("openshift/ci"), false)
+	if got, want := p.DeniedMessage("bob", d), `authenticated as "bob", but not allowed to pull openshift/ci (needs get imagestreams/layers (group image.openshift.io) in namespace ci-pull)`; got != want {
+		t.Errorf("message\n%q\nwant\n%q", got, want)
+	}
+	// A cluster that is not one of ImageStreamClusters has no upstream
+	// review here.
+	n := len(rv.reviews())
+	d = p.Decide(ctx, login.Identity{Name: "carol", Cluster: "a"}, pulls("openshift/ci"), false)
+	if len(d.Granted) != 0 || len(rv.reviews()) != n {
+		t.Errorf("a user of cluster a: granted %q after %d reviews", repos(d.Granted), len(rv.reviews())-n)
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
