@@ -332,8 +332,10 @@ func (h *Handler) refresh(ctx context.Context, raw, host string) (token.Subject,
 		if h.opts.Cluster == nil {
 			return sub, "refresh", errClusterOff
 		}
-		// A cluster of QCI_CLUSTERS_FILE re-authorizes the user as at login;
-		// the scopes of a single cluster's user are reviewed afresh by grant.
+		// A cluster of QCI_CLUSTERS_FILE with a login-time rule re-authorizes
+		// the user as at login; where scopes are reviewed per image stream
+		// (one cluster, or a clusters-file cluster with imageStreams), this
+		// checks nothing and grant reviews the scopes afresh.
 		err := h.opts.Cluster.Authorize(ctx, login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra, Cluster: sub.Cluster})
 		return sub, "refresh", err
 	default:
