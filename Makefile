@@ -113,6 +113,8 @@ FUZZERS := \
 	./function/registry:FuzzImageStreamTagsDecodeOneWay \
 	./function/upstream:FuzzParseChallenge \
 	./function/auth:FuzzParsePost \
+	./function/loginlimit:FuzzClientAddress \
+	./function/clusterconfig:FuzzParse \
 	./function/token:FuzzVerifyClaims \
 	./function/token:FuzzVerifyRaw \
 	./function/proxy:FuzzForwardHeaders \
