@@ -76,6 +76,7 @@ func New(cfg config.Config) (http.Handler, error) {
 		FlatNamespace: cfg.AuthzNamespace,
 		Open:          open,
 		CacheTTL:      min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
+		Metrics:       cfg.Metrics,
 	}
 	var cluster auth.ClusterLogin
 	if cfg.ClustersFile != "" {

@@ -122,8 +122,10 @@ func TestMetricsAfterLoginsAndAPull(t *testing.T) {
 		{"qci_logins_total", map[string]string{"method": "robot", "result": "bad_credentials"}, 1},
 		{"qci_logins_total", map[string]string{"method": "cluster", "result": "ok"}, 2},
 		{"qci_logins_total", map[string]string{"method": "cluster", "result": "denied"}, 1},
-		{"qci_review_cache_total", map[string]string{"result": "miss"}, 2},
-		{"qci_review_cache_total", map[string]string{"result": "hit"}, 1},
+		// alice twice and eve: each login's TokenReview and its pull
+		// scope's SubjectAccessReview are looked up in the review caches.
+		{"qci_review_cache_total", map[string]string{"result": "miss"}, 4},
+		{"qci_review_cache_total", map[string]string{"result": "hit"}, 2},
 		{"qci_cluster_reviews_total", map[string]string{"kind": "token_review", "result": "allowed"}, 2},
 		{"qci_cluster_reviews_total", map[string]string{"kind": "subject_access_review", "result": "allowed"}, 1},
 		{"qci_cluster_reviews_total", map[string]string{"kind": "subject_access_review", "result": "denied"}, 1},

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/qci-appci/qci-appci/function/login"
+	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/registry"
 )
 
@@ -101,6 +102,9 @@ type Options struct {
 	Reviewer Reviewer
 	// CacheTTL is the longest an allowed review is reused.
 	CacheTTL time.Duration
+	// Metrics count the review cache's hits and misses (a fresh review on
+	// refresh counts as neither); nil: not counted.
+	Metrics *metrics.Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -316,7 +320,9 @@ func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []regi
 func (p *Policy) review(ctx context.Context, id login.Identity, res Resource, fresh bool) error {
 	key := cacheKey(id, res)
 	if !fresh {
-		if err, ok := p.cached(key); ok {
+		err, ok := p.cached(key)
+		p.opts.Metrics.ReviewCache(ok)
+		if ok {
 			return err
 		}
 	}
