@@ -154,7 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.opts.Metrics.Login(how, loginResult(err))
 	if err != nil {
-		h.countFailure(r.Context(), err, client, req.username)
+		h.countFailure(r.Context(), err, client, limitedName(how, req.username))
 		h.loginFailed(w, r, log, err)
 		return
 	}
@@ -185,6 +185,19 @@ func (h *Handler) countFailure(ctx context.Context, err error, client, username 
 		return
 	}
 	h.logLimited(ctx, h.opts.Limiter.Failed(h.opts.Now(), client, username))
+}
+
+// limitedName is the username whose failed-login bucket a failure takes a
+// token of: the robot's reserved name, whose password is the one that can
+// be guessed; none for a cluster login, where the token names the user and
+// the username means nothing (every kubelet of qci-credential-provider
+// sends the same one), so that nobody can spend a shared name's bucket and
+// lock out everyone who sends it. Cluster logins are limited per address.
+func limitedName(how, username string) string {
+	if how == "robot" {
+		return username
+	}
+	return ""
 }
 
 func (h *Handler) logLimited(ctx context.Context, keys []loginlimit.Key) {
@@ -262,7 +275,10 @@ func (h *Handler) authenticate(ctx context.Context, req request, host, client st
 	}
 	if h.opts.Robot.Reserved(req.username) {
 		// The robot's name, in any case and with '+' or a space, is
-		// reserved: a wrong password is never a cluster token.
+		// reserved: a wrong password is never a cluster token. Its check
+		// costs no review, and a successful login is never slowed, so it
+		// is not refused past the limit; its failures are counted (and
+		// reported) like any other.
 		if err := h.opts.Robot.Check(req.username, req.password); err != nil {
 			return token.Subject{Name: req.username}, "robot", err
 		}
@@ -291,7 +307,7 @@ func (h *Handler) review(ctx context.Context, req request, client string) (login
 	if h.opts.Limiter == nil {
 		return h.opts.Cluster.Login(ctx, req.password)
 	}
-	pending, retry, ok := h.opts.Limiter.Begin(h.opts.Now(), client, req.username)
+	pending, retry, ok := h.opts.Limiter.Begin(h.opts.Now(), client, limitedName("cluster", req.username))
 	if !ok {
 		return login.Identity{}, &limitedError{retryAfter: retry}
 	}

@@ -214,18 +214,27 @@ func TestFailedLoginsAreLimitedBeforeAnyReview(t *testing.T) {
 	}
 }
 
-// The username is limited across addresses.
-func TestFailedLoginsLimitedPerUsername(t *testing.T) {
+// A cluster login is limited by its address alone, never by the username
+// it came with: that name means nothing and may be shared by a whole fleet.
+func TestClusterLoginsAreNotLimitedPerUsername(t *testing.T) {
 	f := newFixture(t, fixtureOptions{rate: 0.5, burst: 2})
 	ctx := context.Background()
-	for i := range 2 {
-		f.login(ctx, "192.0.2."+string(rune('1'+i)), "mallory", "sha256~guess-"+string(rune('a'+i)))
+	// Every kubelet of qci-credential-provider sends this name: guesses
+	// under it from other addresses must not lock the fleet out.
+	for i := range 3 {
+		if a := f.login(ctx, "192.0.2."+string(rune('1'+i)), "serviceaccount", "sha256~guess-"+string(rune('a'+i))); a.code != 401 {
+			t.Errorf("guess %d for serviceaccount from a new address: %d, want 401 (limited per address only)", i, a.code)
+		}
 	}
-	if a := f.login(ctx, "192.0.2.9", "mallory", "sha256~guess-z"); a.code != http.StatusTooManyRequests {
-		t.Errorf("third guess for mallory from a third address: %d, want 429", a.code)
+	if a := f.login(ctx, "192.0.2.9", "serviceaccount", carolToken); a.code != 200 {
+		t.Errorf("a valid token under the guessed name from a fourth address: %d, want 200", a.code)
 	}
-	if a := f.login(ctx, "192.0.2.9", "carol", carolToken); a.code != 200 {
-		t.Errorf("carol from that address: %d", a.code)
+	// The address still limits: its third failure in a row is refused.
+	for i := range 3 {
+		a := f.login(ctx, "192.0.2.8", "u"+string(rune('a'+i)), "sha256~other-"+string(rune('a'+i)))
+		if want := []int{401, 401, 429}[i]; a.code != want {
+			t.Errorf("guess %d from one address: %d, want %d", i, a.code, want)
+		}
 	}
 }
 

@@ -138,15 +138,23 @@ type Pending struct {
 // through again. A login let through counts against both buckets until
 // End, so that logins in flight at once cannot all spend the same token;
 // it takes a token only if End says it failed.
+//
+// An empty user is limited by its address alone (see Failed).
 func (l *Limiter) Begin(now time.Time, addr, user string) (p Pending, retryAfter time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	a, u := l.bucket(l.addrs, addr), l.bucket(l.users, user)
+	a := l.bucket(l.addrs, addr)
+	var u *bucket
+	if user != "" {
+		u = l.bucket(l.users, user)
+	}
 	if retryAfter, limited := l.limited(now, a, u); limited {
 		return Pending{}, retryAfter, false
 	}
 	a.pending++
-	u.pending++
+	if u != nil {
+		u.pending++
+	}
 	return Pending{addr: addr, user: user}, 0, true
 }
 
@@ -180,7 +188,11 @@ func (l *Limiter) bucket(lru *simplelru.LRU[string, *bucket], key string) *bucke
 
 // Failed records a failed login of user from addr at now, and returns the
 // keys this failure limited that were not reported since their bucket was
-// last full: log those, once, not every refused attempt.
+// last full: log those, once, not every refused attempt. An empty user
+// takes a token of the address alone: the caller passes "" where the name
+// means nothing (a cluster token names its own user, and every kubelet of
+// the credential provider sends the same name), so that nobody can spend
+// a name's bucket for everyone who sends it.
 func (l *Limiter) Failed(now time.Time, addr, user string) []Key {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -190,6 +202,9 @@ func (l *Limiter) Failed(now time.Time, addr, user string) []Key {
 		kind Kind
 		val  string
 	}{{l.addrs, Address, addr}, {l.users, Username, user}} {
+		if k.kind == Username && k.val == "" {
+			continue
+		}
 		b := l.bucket(k.lru, k.val)
 		if b.lim.TokensAt(now) >= float64(l.burst) {
 			b.limited = false // quiet long enough to refill: report anew

@@ -152,3 +152,22 @@ func TestClientAddress(t *testing.T) {
 		}
 	}
 }
+
+// An empty user is limited by its address alone: no bucket of "" is shared
+// by every login that names nobody.
+func TestEmptyUserLimitsByAddressOnly(t *testing.T) {
+	l := newLimiter(t, Options{Rate: 1, Burst: 2, Size: 16})
+	for i := range 2 {
+		p, _, ok := l.Begin(t0, fmt.Sprintf("192.0.2.%d", i), "")
+		if !ok {
+			t.Fatalf("login %d refused", i)
+		}
+		l.End(t0, p, true)
+	}
+	if _, _, ok := l.Begin(t0, "192.0.2.9", ""); !ok {
+		t.Error("a third address was refused after two others failed without a user name")
+	}
+	if _, limited := l.Limited(t0, "192.0.2.0", ""); limited {
+		t.Error("one failure limited an address of burst 2")
+	}
+}
