@@ -507,7 +507,9 @@ func (c *Cluster) apiError(ctx context.Context, call string, err error) error {
 		c.opts.Logger.ErrorContext(ctx, "cluster refused qci-appci's own credentials (kubeconfig or service account token)",
 			"call", call, "error", err)
 		return fmt.Errorf("%w: %s unauthorized: %w", ErrUnavailable, call, err)
-	case code >= 400 && code < 500 && !outage4xx(code):
+	case code >= 400 && code < 500 && !outage4xx(code) && call == "TokenReview":
+		// Only a TokenReview carries what the user sent (the token); a
+		// SubjectAccessReview is ours alone, so its 4xx is an outage.
 		c.opts.Logger.WarnContext(ctx, "cluster rejected the review of what the user sent", "call", call, "code", code, "error", err)
 		return fmt.Errorf("%w: %s answered %d: %w", ErrBadCredentials, call, code, err)
 	}

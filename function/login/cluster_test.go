@@ -308,6 +308,22 @@ func TestReviewAnswerCodes(t *testing.T) {
 	}
 }
 
+// A SubjectAccessReview is ours alone: a 4xx answer to it is an outage,
+// never the user's wrong credentials, and is not cached.
+func TestAccessReview4xxIsUnavailable(t *testing.T) {
+	for _, code := range []int{http.StatusBadRequest, http.StatusUnprocessableEntity} {
+		f := newFixture(t, ClusterOptions{})
+		f.cl.FailAccessReviews(code)
+		_, err := f.c.Login(context.Background(), aliceToken)
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("SubjectAccessReview answered %d: %v, want ErrUnavailable", code, err)
+		}
+		if _, ok := f.c.Cached(aliceToken); ok {
+			t.Errorf("an outage (%d) was cached", code)
+		}
+	}
+}
+
 // A SubjectAccessReview that is not allowed but carries an
 // evaluationError is an outage, not a denial, and is not cached.
 func TestEvaluationErrorIsUnavailableAndNotCached(t *testing.T) {

@@ -67,6 +67,7 @@ type Server struct {
 	tokenReviews  []authenticationv1.TokenReview
 	accessReviews []authorizationv1.SubjectAccessReview
 	failCode      int
+	failSARCode   int
 	evalError     string
 	hold          chan struct{} // non-nil: reviews wait until it is closed
 	arrived       chan struct{}
@@ -300,6 +301,14 @@ func (s *Server) FailReviews(code int) {
 	s.failCode = code
 }
 
+// FailAccessReviews makes SubjectAccessReviews alone answer a Status
+// with code, as FailReviews does for both, until FailAccessReviews(0).
+func (s *Server) FailAccessReviews(code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failSARCode = code
+}
+
 // SetEvaluationError makes SubjectAccessReviews that nothing allows and
 // nothing denies carry status.evaluationError msg (allowed false), as when
 // an authorizer failed to decide, until SetEvaluationError("").
@@ -348,9 +357,12 @@ func (s *Server) TokenReviewCount() int {
 
 // held waits while reviews are held; false: the caller hung up. It also
 // answers the status set by FailReviews, reporting false after doing so.
-func (s *Server) held(w http.ResponseWriter, r *http.Request) bool {
+func (s *Server) held(w http.ResponseWriter, r *http.Request, access bool) bool {
 	s.mu.Lock()
 	hold, arrived, code := s.hold, s.arrived, s.failCode
+	if access && s.failSARCode != 0 {
+		code = s.failSARCode
+	}
 	s.mu.Unlock()
 	if hold != nil {
 		select {
@@ -455,7 +467,7 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request, body []byte
 	s.tokenReviews = append(s.tokenReviews, tr)
 	entry, known := s.tokens[tr.Spec.Token]
 	s.mu.Unlock()
-	if !s.held(w, r) {
+	if !s.held(w, r, false) {
 		return
 	}
 	if tr.Spec.Token == "" {
@@ -519,7 +531,7 @@ func (s *Server) accessReview(w http.ResponseWriter, r *http.Request, body []byt
 	allowedOn := s.allowedOnBy(&sar.Spec)
 	evalError := s.evalError
 	s.mu.Unlock()
-	if !s.held(w, r) {
+	if !s.held(w, r, true) {
 		return
 	}
 	if msg := invalidAccessReview(&sar.Spec); msg != "" {
