@@ -95,6 +95,7 @@ func New(f *clusterconfig.File, opts Options) *Router {
 	for _, c := range f.Clusters {
 		log := opts.Logger.With("cluster", c.Name)
 		lo := login.ClusterOptions{
+			Name:       c.Name,
 			Kubeconfig: c.Kubeconfig,
 			Namespace:  c.Authorization.Namespace,
 			Audiences:  c.Audiences,

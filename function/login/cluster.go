@@ -56,6 +56,9 @@ const DefaultMaxReviews = 32
 
 // ClusterOptions configure cluster logins.
 type ClusterOptions struct {
+	// Name is the cluster's name in QCI_CLUSTERS_FILE; empty for the single
+	// cluster. Authorize refuses an identity of another cluster.
+	Name string
 	// Kubeconfig is the cluster's kubeconfig file; empty: in-cluster config.
 	Kubeconfig string
 	// Namespace is where Login's SubjectAccessReview asks for pull (every
@@ -246,6 +249,11 @@ func (c *Cluster) Login(ctx context.Context, token string) (Identity, error) {
 // neither (no Namespace) it checks nothing: the refresh's scopes are
 // reviewed per image stream. It takes a review slot like Login.
 func (c *Cluster) Authorize(ctx context.Context, id Identity) error {
+	if id.Cluster != c.opts.Name {
+		// A refresh token of another cluster (one issued before the
+		// clusters changed, under the same signing keys): log in again.
+		return fmt.Errorf("%w: refresh token of cluster %q, not of this one (%q)", ErrBadCredentials, id.Cluster, c.opts.Name)
+	}
 	if c.opts.Authorize == nil && c.opts.Namespace == "" {
 		return nil
 	}

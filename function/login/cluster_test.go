@@ -349,3 +349,24 @@ func TestEvaluationErrorIsUnavailableAndNotCached(t *testing.T) {
 		t.Errorf("explicit denial: %v, want ErrDenied", err)
 	}
 }
+
+// A refresh token naming another cluster (issued while QCI_CLUSTERS_FILE
+// listed it, under the same signing keys) is refused by the single
+// cluster, even where a refresh reviews nothing at login time: its scopes
+// must not be granted as that other cluster's were.
+func TestAuthorizeRefusesAnotherClustersIdentity(t *testing.T) {
+	for _, ns := range []string{"", "ocp"} {
+		f := newFixture(t, ClusterOptions{Namespace: ns})
+		id, err := f.c.Login(context.Background(), aliceToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Authorize(context.Background(), id); err != nil {
+			t.Errorf("namespace %q: this cluster's own identity: %v", ns, err)
+		}
+		id.Cluster = "build01"
+		if err := f.c.Authorize(context.Background(), id); !errors.Is(err, ErrBadCredentials) {
+			t.Errorf("namespace %q: an identity of cluster build01: %v, want ErrBadCredentials", ns, err)
+		}
+	}
+}
