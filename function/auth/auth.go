@@ -152,7 +152,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		grant, err = h.grant(r.Context(), log, req, sub)
 	}
-	h.opts.Metrics.Login(how, loginResult(err))
+	h.opts.Metrics.Login(how, loginResult(r.Context(), err))
 	if err != nil {
 		h.countFailure(r.Context(), err, client, limitedName(how, req.username))
 		h.loginFailed(w, r, log, err)

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 
 	"github.com/qci-appci/qci-appci/function/login"
@@ -8,15 +9,17 @@ import (
 )
 
 // loginResult is the result label of a login that authenticate answered
-// with err, as loginFailed answers it: rate limited 429, denied 403, busy
-// or unavailable 503, any other failure 401.
-func loginResult(err error) string {
+// with err, in loginFailed's order: rate limited 429, abandoned by the
+// client, denied 403, busy or unavailable 503, any other failure 401.
+func loginResult(ctx context.Context, err error) string {
 	var limited *limitedError
 	switch {
 	case err == nil:
 		return metrics.LoginOK
 	case errors.As(err, &limited):
 		return metrics.LoginRateLimited
+	case ctx.Err() != nil:
+		return metrics.LoginUnavailable
 	case errors.Is(err, login.ErrBusy):
 		return metrics.LoginUnavailable
 	case errors.Is(err, login.ErrDenied):
