@@ -69,11 +69,7 @@ func (h *Handler) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		h.forwardWhole(w, r, fw, resp)
 		return
 	}
-	dst := w.Header()
-	for k, v := range resp.Header {
-		dst[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
+	writeHead(w, resp)
 	readErr, writeErr := h.copyFlushing(w, resp.Body)
 	switch {
 	case readErr == nil && writeErr == nil:
@@ -100,12 +96,18 @@ func (h *Handler) forwardWhole(w http.ResponseWriter, r *http.Request, fw forwar
 		return
 	}
 	h.opts.Manifests.Add(fw.route.Reference, resp.Header.Get("Content-Type"), body)
+	writeHead(w, resp)
+	_, _ = w.Write(body)
+}
+
+// writeHead passes the upstream answer's (already rewritten) header and
+// status to the client.
+func writeHead(w http.ResponseWriter, resp *http.Response) {
 	dst := w.Header()
 	for k, v := range resp.Header {
 		dst[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(body)
 }
 
 // copyFlushing copies src to w through a pooled buffer, flushing after

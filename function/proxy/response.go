@@ -2,13 +2,13 @@ package proxy
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/qci-appci/qci-appci/function/registry"
 	"github.com/qci-appci/qci-appci/function/requestinfo"
+	"github.com/qci-appci/qci-appci/function/upstream"
 )
 
 // modifyResponse keeps the upstream's own authentication and cookies to
@@ -38,7 +38,7 @@ func (h *Handler) modifyResponse(ctx context.Context, fw forwarded, resp *http.R
 // host and port (the scheme's default port filled in).
 func (h *Handler) onUpstreamHost(u *url.URL) bool {
 	return u.IsAbs() && strings.EqualFold(u.Scheme, h.opts.Upstream.Scheme) &&
-		strings.EqualFold(hostPort(u), hostPort(h.opts.Upstream))
+		strings.EqualFold(upstream.HostPort(u), upstream.HostPort(h.opts.Upstream))
 }
 
 // toPublic moves u from the upstream's host to our public scheme and host,
@@ -132,7 +132,7 @@ func linkParams(s string) (params, rest string, ok bool) {
 	}
 	token := func() bool {
 		j := i
-		for i < len(s) && isTokenChar(s[i]) {
+		for i < len(s) && upstream.IsTokenChar(s[i]) {
 			i++
 		}
 		return i > j
@@ -189,24 +189,4 @@ func linkParams(s string) (params, rest string, ok bool) {
 			return skip()
 		}
 	}
-}
-
-// isTokenChar reports whether c is an RFC 9110 tchar.
-func isTokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
-
-// hostPort is u's host:port, the port defaulted from the scheme.
-func hostPort(u *url.URL) string {
-	if port := u.Port(); port != "" {
-		return net.JoinHostPort(u.Hostname(), port)
-	}
-	if strings.EqualFold(u.Scheme, "https") {
-		return net.JoinHostPort(u.Hostname(), "443")
-	}
-	return net.JoinHostPort(u.Hostname(), "80")
 }

@@ -88,15 +88,16 @@ func quotedString(s string) (string, string) {
 // tokenLen is the length of the RFC 7230 token at the start of s.
 func tokenLen(s string) int {
 	for i := 0; i < len(s); i++ {
-		if !isTchar(s[i]) {
+		if !IsTokenChar(s[i]) {
 			return i
 		}
 	}
 	return len(s)
 }
 
-// isTchar reports whether c is an RFC 7230 tchar.
-func isTchar(c byte) bool {
+// IsTokenChar reports whether c is an RFC 9110 tchar, a byte of a header
+// token.
+func IsTokenChar(c byte) bool {
 	switch {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true

@@ -69,7 +69,7 @@ func (p realmPolicy) check(u *url.URL) error {
 	}
 	host := strings.ToLower(u.Hostname())
 	for _, h := range p.hosts {
-		if h == host || h == strings.ToLower(hostPort(u)) {
+		if h == host || h == strings.ToLower(HostPort(u)) {
 			return nil
 		}
 	}
@@ -135,11 +135,12 @@ func ipLike(host string) bool {
 // sameHostPort compares two URLs' hosts, case-insensitively, with their
 // scheme's default port filled in.
 func sameHostPort(a, b *url.URL) bool {
-	return strings.EqualFold(hostPort(a), hostPort(b))
+	return strings.EqualFold(HostPort(a), HostPort(b))
 }
 
-// hostPort is u's host:port, the port defaulted from the scheme.
-func hostPort(u *url.URL) string {
+// HostPort is u's host:port, the port defaulted from the scheme (443 for
+// https, else 80).
+func HostPort(u *url.URL) string {
 	if port := u.Port(); port != "" {
 		return net.JoinHostPort(u.Hostname(), port)
 	}
