@@ -106,6 +106,12 @@ type Options struct {
 	// ReviewTimeout bounds one review, whoever waits for it, as a login's;
 	// zero means login.DefaultReviewTimeout.
 	ReviewTimeout time.Duration
+	// ReviewRate and ReviewBurst limit the fresh (uncached) reviews of one
+	// cluster identity (cluster, user, uid): a token bucket refilled at
+	// ReviewRate a second, of ReviewBurst (at least MaxScopes). Zero means
+	// DefaultReviewRate, DefaultReviewBurst.
+	ReviewRate  float64
+	ReviewBurst int
 }
 
 // Policy decides grants. It keeps a cache of review answers and is safe for
@@ -122,6 +128,8 @@ type Policy struct {
 	// flight shares one review among the callers of one question, and
 	// cancels it when none of them waits any more.
 	flight reviewcache.Flight[error]
+	// limit bounds the fresh reviews per identity.
+	limit *reviewLimit
 }
 
 // New returns a policy.
@@ -136,6 +144,7 @@ func New(opts Options) *Policy {
 		opts:    opts,
 		mapping: registry.Mapping{Upstream: opts.Upstream},
 		cache:   reviewcache.New[error](allowedEntries, deniedEntries),
+		limit:   newReviewLimit(opts.ReviewRate, opts.ReviewBurst),
 	}
 }
 
@@ -216,13 +225,18 @@ type Decision struct {
 	// wraps login.ErrUnavailable); those repositories are neither granted
 	// nor denied.
 	Err error
+	// Limited, when set, refuses the whole request: it needed fresh
+	// reviews and the identity is past its limit of them. Nothing is
+	// granted or denied, and no review was asked.
+	Limited *LimitedError
 
 	// flatNamespace is the namespace of the upstream repository's review
 	// for the user's cluster.
 	flatNamespace string
 }
 
-// Refused reports whether something was asked and nothing granted.
+// Refused reports whether something was asked and nothing granted (a
+// Limited decision among them).
 func (d Decision) Refused() bool { return len(d.Asked) > 0 && len(d.Granted) == 0 }
 
 // DeniedMessage is the 403 message for user's decision whose every scope
@@ -273,13 +287,15 @@ func (p *Policy) needOf(repo, cluster string) need {
 // the single cluster, or of the cluster of ImageStreamClusters that
 // id.Cluster names), the reviews concurrently. With fresh (a refresh), no
 // cached answer is used: every review is asked again (its answer is still
-// kept).
+// kept). The reviews not answered from the cache are taken from id's limit
+// of fresh reviews first, all of them or none: past it, the decision is
+// Limited and no review is asked.
 func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []registry.Scope, fresh bool) Decision {
 	d := Decision{Asked: p.Pulls(requested)}
 	d.flatNamespace, _ = p.flatNamespace(id.Cluster)
 	results := make([]error, len(d.Asked))
 	needs := make([]need, len(d.Asked))
-	var wg sync.WaitGroup
+	var toReview []int
 	for i, repo := range d.Asked {
 		n := p.needOf(repo, id.Cluster)
 		needs[i] = n
@@ -288,8 +304,25 @@ func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []regi
 		case n.never:
 			results[i] = login.ErrDenied
 		default:
-			wg.Go(func() { results[i] = p.review(ctx, id, n.review, fresh) })
+			if !fresh {
+				err, ok := p.cache.Get(cacheKey(id, n.review), p.opts.Now())
+				p.opts.Metrics.ReviewCache(ok)
+				if ok {
+					results[i] = err
+					continue
+				}
+			}
+			toReview = append(toReview, i)
 		}
+	}
+	if len(toReview) > 0 {
+		if d.Limited = p.limit.take(p.opts.Now(), id, len(toReview)); d.Limited != nil {
+			return d
+		}
+	}
+	var wg sync.WaitGroup
+	for _, i := range toReview {
+		wg.Go(func() { results[i] = p.review(ctx, id, needs[i].review) })
 	}
 	wg.Wait()
 	var errs []error
@@ -307,18 +340,11 @@ func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []regi
 	return d
 }
 
-// review asks (or finds in the cache) whether id may get res; concurrent
-// askers of one question share one review, which is cancelled when none
-// of them waits any more and ends after ReviewTimeout in any case.
-func (p *Policy) review(ctx context.Context, id login.Identity, res Resource, fresh bool) error {
+// review asks whether id may get res; concurrent askers of one question
+// share one review, which is cancelled when none of them waits any more
+// and ends after ReviewTimeout in any case. Its answer is cached.
+func (p *Policy) review(ctx context.Context, id login.Identity, res Resource) error {
 	key := cacheKey(id, res)
-	if !fresh {
-		err, ok := p.cache.Get(key, p.opts.Now())
-		p.opts.Metrics.ReviewCache(ok)
-		if ok {
-			return err
-		}
-	}
 	err, abandoned := p.flight.Do(ctx, key, func() (context.Context, context.CancelFunc, error) {
 		rctx, cancel := reviewcache.Detached(ctx, p.opts.ReviewTimeout)
 		return rctx, cancel, nil
