@@ -114,6 +114,8 @@ var errBadRequest = errors.New("bad token request")
 
 // ServeHTTP answers a token request: 200 with the token answer, or the
 // registry error that says why not (400, 401, 403, 405, 429, 503).
+// A 429 is a client past its failed-login limit, or a user past their
+// limit of fresh image-stream reviews (policy.LimitedError).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req request
 	var err error
@@ -362,14 +364,16 @@ func (h *Handler) refresh(ctx context.Context, raw, host string) (token.Subject,
 func (h *Handler) loginFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	ctx := r.Context()
 	var limited *limitedError
+	var reviewLimited *policy.LimitedError
 	var denied *login.DeniedError
 	var scopesDenied *deniedError
 	switch {
 	case errors.As(err, &limited):
 		// Logged once when the limit was reached, not per refused attempt.
-		seconds := strconv.Itoa(max(1, int(math.Ceil(limited.retryAfter.Seconds()))))
-		registry.WriteError(retryAfterWriter{w, seconds}, http.StatusTooManyRequests, registry.CodeTooManyRequests,
-			"too many failed logins from this address or for this username; retry after "+seconds+"s")
+		tooManyRequests(w, limited.retryAfter, "too many failed logins from this address or for this username")
+	case errors.As(err, &reviewLimited):
+		// Logged once by grant when the user became limited.
+		tooManyRequests(w, reviewLimited.RetryAfter, "too many image streams not asked recently were requested for this user")
 	case ctx.Err() != nil:
 		// The client hung up while its login waited: not an outage.
 		log.InfoContext(ctx, "login abandoned: the client went away", "error", err)
@@ -396,6 +400,14 @@ func (h *Handler) loginFailed(w http.ResponseWriter, r *http.Request, log *slog.
 		log.WarnContext(ctx, "login failed: wrong credentials", "error", err)
 		h.unauthorized(w, "wrong username, password or token")
 	}
+}
+
+// tooManyRequests answers 429 TOOMANYREQUESTS with a Retry-After of
+// retryAfter in whole seconds (at least 1), msg saying what was too many.
+func tooManyRequests(w http.ResponseWriter, retryAfter time.Duration, msg string) {
+	seconds := strconv.Itoa(max(1, int(math.Ceil(retryAfter.Seconds()))))
+	registry.WriteError(retryAfterWriter{w, seconds}, http.StatusTooManyRequests, registry.CodeTooManyRequests,
+		msg+"; retry after "+seconds+"s")
 }
 
 // retryAfterWriter sets Retry-After as the response header is written,

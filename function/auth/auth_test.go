@@ -48,6 +48,10 @@ type fixtureOptions struct {
 	rate       float64
 	burst      int
 	maxReviews int
+	// reviewRate and reviewBurst limit fresh image-stream reviews per
+	// identity; zero: the policy's defaults.
+	reviewRate  float64
+	reviewBurst int
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture {
@@ -81,7 +85,8 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	})
 	opts := Options{
 		Policy: policy.New(policy.Options{Upstream: repo, Flat: true, FlatNamespace: "ocp",
-			Reviewer: policy.ReviewFunc(cluster.ReviewImageStream), CacheTTL: time.Minute, Now: f.clock}),
+			Reviewer: policy.ReviewFunc(cluster.ReviewImageStream), CacheTTL: time.Minute, Now: f.clock,
+			ReviewRate: o.reviewRate, ReviewBurst: o.reviewBurst}),
 		Robot:          login.NewRobot(robotUser, robotPass),
 		Cluster:        cluster,
 		Issuer:         &token.Issuer{Keys: keys, AccessTTL: time.Hour, RefreshTTL: 24 * time.Hour},

@@ -18,7 +18,8 @@ import (
 // grant (the login probe). Everything asked and nothing granted is an
 // error: ErrDenied (a deniedError naming the repositories) when every
 // decided scope was denied, ErrUnavailable when a review could not be
-// made.
+// made. A request that needs fresh reviews past the user's limit of them
+// is a *policy.LimitedError (429), whatever else it asks.
 func (h *Handler) grant(ctx context.Context, log *slog.Logger, req request, sub token.Subject) ([]registry.Scope, error) {
 	requested := registry.ParseScopes(req.scopes)
 	switch {
@@ -32,6 +33,14 @@ func (h *Handler) grant(ctx context.Context, log *slog.Logger, req request, sub 
 	id := login.Identity{Name: sub.Name, UID: sub.UID, Groups: sub.Groups, Extra: sub.Extra, Cluster: sub.Cluster}
 	d := h.opts.Policy.Decide(ctx, id, requested, req.grant == "refresh_token")
 	switch {
+	case d.Limited != nil:
+		if d.Limited.Newly {
+			// Once per identity until its bucket refills, not per request;
+			// the line names the cluster and the user, never a token.
+			log.WarnContext(ctx, "image-stream review limit reached: this user's token requests that need a fresh review are refused with 429 until it refills",
+				"retry_after", d.Limited.RetryAfter.String())
+		}
+		return nil, d.Limited
 	case !d.Refused():
 		if d.Err != nil {
 			log.WarnContext(ctx, "some scopes could not be reviewed and are not granted", "error", d.Err)

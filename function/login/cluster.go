@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/qci-appci/qci-appci/function/metrics"
+	"github.com/qci-appci/qci-appci/function/reviewcache"
 )
 
 // The access a cluster user needs: pull from the image streams of a namespace.
@@ -94,8 +95,10 @@ type Cluster struct {
 	mu      sync.Mutex
 	clients *clusterClients
 
-	cache  *reviewCache
-	flight flightGroup
+	// cache keeps answers under the SHA-256 of the token; flight shares
+	// one review among the logins with one token.
+	cache  *reviewcache.Cache[Answer]
+	flight reviewcache.Flight[Answer]
 	slots  chan struct{} // one token per review in flight
 }
 
@@ -184,7 +187,7 @@ func NewCluster(opts ClusterOptions) *Cluster {
 	}
 	return &Cluster{
 		opts:  opts,
-		cache: newReviewCache(allowedCacheEntries, deniedCacheEntries),
+		cache: reviewcache.New[Answer](allowedCacheEntries, deniedCacheEntries),
 		slots: make(chan struct{}, opts.MaxReviews),
 	}
 }
@@ -193,7 +196,7 @@ func NewCluster(opts ClusterOptions) *Cluster {
 // not expired. It never contacts the cluster. A hit is counted as a review
 // cache hit; a miss is counted by the Login that follows it.
 func (c *Cluster) Cached(token string) (Answer, bool) {
-	a, ok := c.cache.get(sha256.Sum256([]byte(token)), c.opts.Now())
+	a, ok := c.cache.Get(sha256.Sum256([]byte(token)), c.opts.Now())
 	if ok {
 		c.opts.Metrics.ReviewCache(true)
 	}
@@ -213,17 +216,17 @@ func (c *Cluster) Login(ctx context.Context, token string) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: the password is not a plausible cluster token (%d bytes)", ErrBadCredentials, len(token))
 	}
 	key := sha256.Sum256([]byte(token))
-	a, ok := c.cache.get(key, c.opts.Now())
+	a, ok := c.cache.Get(key, c.opts.Now())
 	c.opts.Metrics.ReviewCache(ok)
 	if ok {
 		return a.Identity, a.Err
 	}
-	call, err := c.flight.join(key, func() (context.Context, context.CancelFunc, bool) {
+	a, err := c.flight.Do(ctx, key, func() (context.Context, context.CancelFunc, error) {
 		if !c.acquire() {
-			return nil, nil, false
+			return nil, nil, ErrBusy
 		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.ReviewTimeout)
-		return rctx, cancel, true
+		rctx, cancel := reviewcache.Detached(ctx, c.opts.ReviewTimeout)
+		return rctx, cancel, nil
 	}, func(rctx context.Context) Answer {
 		defer c.release()
 		id, err := c.review(rctx, token)
@@ -232,16 +235,13 @@ func (c *Cluster) Login(ctx context.Context, token string) (Identity, error) {
 		}
 		return Answer{id, err}
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrBusy):
 		return Identity{}, err
+	case err != nil:
+		return Identity{}, fmt.Errorf("login abandoned: %w", err)
 	}
-	select {
-	case <-call.done:
-		return call.answer.Identity, call.answer.Err
-	case <-ctx.Done():
-		c.flight.leave(key, call)
-		return Identity{}, fmt.Errorf("login abandoned: %w", context.Cause(ctx))
-	}
+	return a.Identity, a.Err
 }
 
 // Authorize re-authorizes id as Login does (the Authorize hook, or the
@@ -302,15 +302,15 @@ func (c *Cluster) acquire() bool {
 
 func (c *Cluster) release() { <-c.slots }
 
-func (c *Cluster) remember(key [sha256.Size]byte, id Identity, err error) {
+func (c *Cluster) remember(key reviewcache.Key, id Identity, err error) {
 	now := c.opts.Now()
 	switch {
 	case err == nil:
 		if c.opts.CacheTTL > 0 {
-			c.cache.addAllowed(key, id, now.Add(c.opts.CacheTTL))
+			c.cache.AddAllowed(key, Answer{Identity: id}, now.Add(c.opts.CacheTTL))
 		}
 	case errors.Is(err, ErrBadCredentials), errors.Is(err, ErrDenied):
-		c.cache.addDenied(key, err, now.Add(deniedTTL))
+		c.cache.AddDenied(key, Answer{Err: err}, now.Add(deniedTTL))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qci-appci/qci-appci/function/reviewcache"
 	"github.com/qci-appci/qci-appci/test/clustertest"
 	"github.com/qci-appci/qci-appci/test/logbuffer"
 )
@@ -90,39 +91,39 @@ func TestImplausibleTokensNeverReachTheCluster(t *testing.T) {
 // However many refusals are cached, an allowed login stays cached: the
 // two live in separate LRUs, and a full one drops its oldest entry only.
 func TestDenialsNeverEvictAllowedLogins(t *testing.T) {
-	c := newReviewCache(4, 8)
+	c := reviewcache.New[Answer](4, 8)
 	now := time.Unix(1_700_000_000, 0)
 	keyOf := func(s string) [sha256.Size]byte { return sha256.Sum256([]byte(s)) }
 	for i := range 4 {
-		c.addAllowed(keyOf(fmt.Sprint("user", i)), Identity{Name: fmt.Sprint("user", i)}, now.Add(time.Minute))
+		c.AddAllowed(keyOf(fmt.Sprint("user", i)), Answer{Identity: Identity{Name: fmt.Sprint("user", i)}}, now.Add(time.Minute))
 	}
 	for i := range 1000 {
-		c.addDenied(keyOf(fmt.Sprint("bogus", i)), ErrBadCredentials, now.Add(10*time.Second))
+		c.AddDenied(keyOf(fmt.Sprint("bogus", i)), Answer{Err: ErrBadCredentials}, now.Add(10*time.Second))
 	}
 	for i := range 4 {
-		a, ok := c.get(keyOf(fmt.Sprint("user", i)), now)
+		a, ok := c.Get(keyOf(fmt.Sprint("user", i)), now)
 		if !ok || a.Err != nil || a.Identity.Name != fmt.Sprint("user", i) {
 			t.Errorf("user%d after 1000 denials: %+v %v", i, a, ok)
 		}
 	}
-	allowed, denied := c.len()
+	allowed, denied := c.Len()
 	if allowed != 4 || denied != 8 {
 		t.Errorf("cache holds %d allowed, %d denied; want 4, 8 (bounded, not emptied)", allowed, denied)
 	}
 	// The newest denials are the ones kept: the LRU dropped the oldest.
-	if _, ok := c.get(keyOf("bogus999"), now); !ok {
+	if _, ok := c.Get(keyOf("bogus999"), now); !ok {
 		t.Error("the newest denial is not cached")
 	}
-	if _, ok := c.get(keyOf("bogus0"), now); ok {
+	if _, ok := c.Get(keyOf("bogus0"), now); ok {
 		t.Error("the oldest denial is still cached past the bound")
 	}
 	// A fifth allowed login evicts the least recently used allowed one only.
-	c.addAllowed(keyOf("user4"), Identity{Name: "user4"}, now.Add(time.Minute))
-	if allowed, _ := c.len(); allowed != 4 {
+	c.AddAllowed(keyOf("user4"), Answer{Identity: Identity{Name: "user4"}}, now.Add(time.Minute))
+	if allowed, _ := c.Len(); allowed != 4 {
 		t.Errorf("allowed cache holds %d, want 4", allowed)
 	}
 	// Expired entries are not answered.
-	if _, ok := c.get(keyOf("user1"), now.Add(time.Hour)); ok {
+	if _, ok := c.Get(keyOf("user1"), now.Add(time.Hour)); ok {
 		t.Error("an expired allowed entry was answered")
 	}
 }
@@ -131,7 +132,7 @@ func TestDenialsNeverEvictAllowedLogins(t *testing.T) {
 // login in place, so she causes no second review.
 func TestBogusFloodKeepsAllowedLoginCached(t *testing.T) {
 	f := newFixture(t, ClusterOptions{})
-	f.c.cache = newReviewCache(16, 16)
+	f.c.cache = reviewcache.New[Answer](16, 16)
 	ctx := context.Background()
 	if _, err := f.c.Login(ctx, aliceToken); err != nil {
 		t.Fatal(err)
@@ -249,13 +250,7 @@ func TestReviewCancelledWhenNoCallerWaits(t *testing.T) {
 }
 
 func (f *fixture) waiters(token string) int {
-	key := sha256.Sum256([]byte(token))
-	f.c.flight.mu.Lock()
-	defer f.c.flight.mu.Unlock()
-	if c, ok := f.c.flight.calls[key]; ok {
-		return c.waiters
-	}
-	return 0
+	return f.c.flight.Waiters(sha256.Sum256([]byte(token)))
 }
 
 // A review that takes longer than ReviewTimeout is an outage.

@@ -22,12 +22,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
-	"golang.org/x/sync/singleflight"
-
 	"github.com/qci-appci/qci-appci/function/login"
 	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/function/registry"
+	"github.com/qci-appci/qci-appci/function/reviewcache"
 )
 
 // Resource is what one review asks about: get on imagestreams/layers
@@ -68,8 +66,6 @@ const (
 	MaxScopes = 16
 	// deniedTTL is how long a denial is remembered.
 	deniedTTL = 10 * time.Second
-	// reviewTimeout bounds one review, whoever waits for it.
-	reviewTimeout = 15 * time.Second
 	// allowedEntries and deniedEntries bound the two LRUs of the cache.
 	allowedEntries = 4096
 	deniedEntries  = 4096
@@ -107,6 +103,15 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// ReviewTimeout bounds one review, whoever waits for it, as a login's;
+	// zero means login.DefaultReviewTimeout.
+	ReviewTimeout time.Duration
+	// ReviewRate and ReviewBurst limit the fresh (uncached) reviews of one
+	// cluster identity (cluster, user, uid): a token bucket refilled at
+	// ReviewRate a second, of ReviewBurst (at least MaxScopes). Zero means
+	// DefaultReviewRate, DefaultReviewBurst.
+	ReviewRate  float64
+	ReviewBurst int
 }
 
 // Policy decides grants. It keeps a cache of review answers and is safe for
@@ -115,15 +120,16 @@ type Policy struct {
 	opts    Options
 	mapping registry.Mapping
 
-	// The answers, in two LRUs (hashicorp/golang-lru, as function/login
-	// keeps its own): allowed, and denied. A flood of denials (a user
-	// asking for image streams at random) evicts only older denials, never
-	// an allowed answer; each LRU drops its least recently used entry when
-	// full.
-	mu      sync.Mutex
-	allowed *simplelru.LRU[[sha256.Size]byte, time.Time]
-	denied  *simplelru.LRU[[sha256.Size]byte, time.Time]
-	flight  singleflight.Group
+	// The answers, allowed and denied in two LRUs: a flood of denials (a
+	// user asking for image streams at random) evicts only older denials,
+	// never an allowed answer. The value is the answer: nil (allowed) or
+	// login.ErrDenied.
+	cache *reviewcache.Cache[error]
+	// flight shares one review among the callers of one question, and
+	// cancels it when none of them waits any more.
+	flight reviewcache.Flight[error]
+	// limit bounds the fresh reviews per identity.
+	limit *reviewLimit
 }
 
 // New returns a policy.
@@ -131,19 +137,14 @@ func New(opts Options) *Policy {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	allowed, err := simplelru.NewLRU[[sha256.Size]byte, time.Time](allowedEntries, nil)
-	if err != nil {
-		panic(fmt.Sprintf("policy: allowed cache: %v", err)) // only for a size below 1
-	}
-	denied, err := simplelru.NewLRU[[sha256.Size]byte, time.Time](deniedEntries, nil)
-	if err != nil {
-		panic(fmt.Sprintf("policy: denied cache: %v", err))
+	if opts.ReviewTimeout <= 0 {
+		opts.ReviewTimeout = login.DefaultReviewTimeout
 	}
 	return &Policy{
 		opts:    opts,
 		mapping: registry.Mapping{Upstream: opts.Upstream},
-		allowed: allowed,
-		denied:  denied,
+		cache:   reviewcache.New[error](allowedEntries, deniedEntries),
+		limit:   newReviewLimit(opts.ReviewRate, opts.ReviewBurst),
 	}
 }
 
@@ -224,13 +225,18 @@ type Decision struct {
 	// wraps login.ErrUnavailable); those repositories are neither granted
 	// nor denied.
 	Err error
+	// Limited, when set, refuses the whole request: it needed fresh
+	// reviews and the identity is past its limit of them. Nothing is
+	// granted or denied, and no review was asked.
+	Limited *LimitedError
 
 	// flatNamespace is the namespace of the upstream repository's review
 	// for the user's cluster.
 	flatNamespace string
 }
 
-// Refused reports whether something was asked and nothing granted.
+// Refused reports whether something was asked and nothing granted (a
+// Limited decision among them).
 func (d Decision) Refused() bool { return len(d.Asked) > 0 && len(d.Granted) == 0 }
 
 // DeniedMessage is the 403 message for user's decision whose every scope
@@ -281,13 +287,15 @@ func (p *Policy) needOf(repo, cluster string) need {
 // the single cluster, or of the cluster of ImageStreamClusters that
 // id.Cluster names), the reviews concurrently. With fresh (a refresh), no
 // cached answer is used: every review is asked again (its answer is still
-// kept).
+// kept). The reviews not answered from the cache are taken from id's limit
+// of fresh reviews first, all of them or none: past it, the decision is
+// Limited and no review is asked.
 func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []registry.Scope, fresh bool) Decision {
 	d := Decision{Asked: p.Pulls(requested)}
 	d.flatNamespace, _ = p.flatNamespace(id.Cluster)
 	results := make([]error, len(d.Asked))
 	needs := make([]need, len(d.Asked))
-	var wg sync.WaitGroup
+	var toReview []int
 	for i, repo := range d.Asked {
 		n := p.needOf(repo, id.Cluster)
 		needs[i] = n
@@ -296,8 +304,25 @@ func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []regi
 		case n.never:
 			results[i] = login.ErrDenied
 		default:
-			wg.Go(func() { results[i] = p.review(ctx, id, n.review, fresh) })
+			if !fresh {
+				err, ok := p.cache.Get(cacheKey(id, n.review), p.opts.Now())
+				p.opts.Metrics.ReviewCache(ok)
+				if ok {
+					results[i] = err
+					continue
+				}
+			}
+			toReview = append(toReview, i)
 		}
+	}
+	if len(toReview) > 0 {
+		if d.Limited = p.limit.take(p.opts.Now(), id, len(toReview)); d.Limited != nil {
+			return d
+		}
+	}
+	var wg sync.WaitGroup
+	for _, i := range toReview {
+		wg.Go(func() { results[i] = p.review(ctx, id, needs[i].review) })
 	}
 	wg.Wait()
 	var errs []error
@@ -315,40 +340,33 @@ func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []regi
 	return d
 }
 
-// review asks (or finds in the cache) whether id may get res; concurrent
-// askers of one question share one review.
-func (p *Policy) review(ctx context.Context, id login.Identity, res Resource, fresh bool) error {
+// review asks whether id may get res; concurrent askers of one question
+// share one review, which is cancelled when none of them waits any more
+// and ends after ReviewTimeout in any case. Its answer is cached.
+func (p *Policy) review(ctx context.Context, id login.Identity, res Resource) error {
 	key := cacheKey(id, res)
-	if !fresh {
-		err, ok := p.cached(key)
-		p.opts.Metrics.ReviewCache(ok)
-		if ok {
-			return err
-		}
-	}
-	ch := p.flight.DoChan(string(key[:]), func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reviewTimeout)
-		defer cancel()
+	err, abandoned := p.flight.Do(ctx, key, func() (context.Context, context.CancelFunc, error) {
+		rctx, cancel := reviewcache.Detached(ctx, p.opts.ReviewTimeout)
+		return rctx, cancel, nil
+	}, func(rctx context.Context) error {
 		err := errNoReviewer
 		if p.opts.Reviewer != nil {
 			err = p.opts.Reviewer.Review(rctx, id, res)
 		}
 		p.remember(key, err)
-		return nil, err
+		return err
 	})
-	select {
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", login.ErrUnavailable, ctx.Err())
-	case r := <-ch:
-		return r.Err
+	if abandoned != nil {
+		return fmt.Errorf("%w: review abandoned: %w", login.ErrUnavailable, abandoned)
 	}
+	return err
 }
 
 // cacheKey hashes everything a review depends on: the cluster that
 // reviews, the user, uid, groups and extra (sorted, each part
 // length-prefixed so that no two differ only in where one part ends), and
 // the resource. Users of two clusters never share an answer.
-func cacheKey(id login.Identity, res Resource) [sha256.Size]byte {
+func cacheKey(id login.Identity, res Resource) reviewcache.Key {
 	h := sha256.New()
 	put := func(s string) { _, _ = fmt.Fprintf(h, "%d:%s", len(s), s) }
 	put(id.Cluster)
@@ -375,44 +393,22 @@ func cacheKey(id login.Identity, res Resource) [sha256.Size]byte {
 	}
 	put(res.Namespace)
 	put(res.Name)
-	var key [sha256.Size]byte
+	var key reviewcache.Key
 	h.Sum(key[:0])
 	return key
 }
 
-// cached is the kept answer for key (nil: allowed, login.ErrDenied:
-// denied), when one has not expired.
-func (p *Policy) cached(key [sha256.Size]byte) (error, bool) {
-	now := p.opts.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if exp, ok := p.allowed.Get(key); ok {
-		if now.Before(exp) {
-			return nil, true
-		}
-		p.allowed.Remove(key)
-	}
-	if exp, ok := p.denied.Get(key); ok {
-		if now.Before(exp) {
-			return login.ErrDenied, true
-		}
-		p.denied.Remove(key)
-	}
-	return nil, false
-}
-
 // remember keeps an allowed answer for CacheTTL and a denial for
-// deniedTTL; a failure is not kept.
-func (p *Policy) remember(key [sha256.Size]byte, err error) {
+// deniedTTL; a failure (a cancelled review's among them) is not kept.
+func (p *Policy) remember(key reviewcache.Key, err error) {
+	if p.opts.CacheTTL <= 0 {
+		return
+	}
 	now := p.opts.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	switch {
-	case err == nil && p.opts.CacheTTL > 0:
-		p.denied.Remove(key)
-		p.allowed.Add(key, now.Add(p.opts.CacheTTL))
-	case errors.Is(err, login.ErrDenied) && p.opts.CacheTTL > 0:
-		p.allowed.Remove(key)
-		p.denied.Add(key, now.Add(min(deniedTTL, p.opts.CacheTTL)))
+	case err == nil:
+		p.cache.AddAllowed(key, nil, now.Add(p.opts.CacheTTL))
+	case errors.Is(err, login.ErrDenied):
+		p.cache.AddDenied(key, login.ErrDenied, now.Add(min(deniedTTL, p.opts.CacheTTL)))
 	}
 }
