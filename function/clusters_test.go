@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -15,8 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/qci-appci/qci-appci/function"
 	"github.com/qci-appci/qci-appci/function/config"
+	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/test/clustertest"
 	"github.com/qci-appci/qci-appci/test/logbuffer"
 	"github.com/qci-appci/qci-appci/test/registrytest"
@@ -28,6 +33,8 @@ import (
 type twoClusterEnv struct {
 	*env
 	a, b *clustertest.Server
+	// metrics is the registry of the function's metrics.
+	metrics *prometheus.Registry
 }
 
 func jwtNaming(iss, sub string) string {
@@ -94,6 +101,8 @@ func newTwoClusterEnvWith(t *testing.T, bAuthorization string) *twoClusterEnv {
 	cfg.SigningKey = config.Secret(hex.EncodeToString(k))
 	cfg.ClustersFile = clusters
 	cfg.Logger = slog.New(slog.NewJSONHandler(e.logs, nil))
+	te.metrics = prometheus.NewRegistry()
+	cfg.Metrics = metrics.New(te.metrics)
 	h, err := function.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -216,5 +225,21 @@ func TestTwoClustersLoginPullAndRefresh(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), builder) || strings.Contains(e.logs.String(), aliceOfA) {
 		t.Error("a token reached the log")
+	}
+	// Each cluster's reviews are counted under its own name: an operator
+	// sees which cluster is down.
+	want := fmt.Sprintf(`
+# HELP qci_cluster_reviews_total TokenReviews and SubjectAccessReviews sent to a cluster, by cluster (its name in QCI_CLUSTERS_FILE, empty for the single cluster), kind and result.
+# TYPE qci_cluster_reviews_total counter
+qci_cluster_reviews_total{cluster="a",kind="subject_access_review",result="allowed"} %d
+qci_cluster_reviews_total{cluster="a",kind="token_review",result="allowed"} %d
+qci_cluster_reviews_total{cluster="b",kind="subject_access_review",result="allowed"} 2
+qci_cluster_reviews_total{cluster="b",kind="subject_access_review",result="denied"} 1
+qci_cluster_reviews_total{cluster="b",kind="subject_access_review",result="error"} 1
+qci_cluster_reviews_total{cluster="b",kind="token_review",result="allowed"} 1
+qci_cluster_reviews_total{cluster="b",kind="token_review",result="error"} 1
+`, len(e.a.SubjectAccessReviews()), len(e.a.TokenReviews()))
+	if err := testutil.GatherAndCompare(e.metrics, strings.NewReader(want), "qci_cluster_reviews_total"); err != nil {
+		t.Error(err)
 	}
 }

@@ -126,9 +126,9 @@ func TestMetricsAfterLoginsAndAPull(t *testing.T) {
 		// scope's SubjectAccessReview are looked up in the review caches.
 		{"qci_review_cache_total", map[string]string{"result": "miss"}, 4},
 		{"qci_review_cache_total", map[string]string{"result": "hit"}, 2},
-		{"qci_cluster_reviews_total", map[string]string{"kind": "token_review", "result": "allowed"}, 2},
-		{"qci_cluster_reviews_total", map[string]string{"kind": "subject_access_review", "result": "allowed"}, 1},
-		{"qci_cluster_reviews_total", map[string]string{"kind": "subject_access_review", "result": "denied"}, 1},
+		{"qci_cluster_reviews_total", map[string]string{"cluster": "", "kind": "token_review", "result": "allowed"}, 2},
+		{"qci_cluster_reviews_total", map[string]string{"cluster": "", "kind": "subject_access_review", "result": "allowed"}, 1},
+		{"qci_cluster_reviews_total", map[string]string{"cluster": "", "kind": "subject_access_review", "result": "denied"}, 1},
 		{"qci_http_requests_total", map[string]string{"route": "auth", "method": "GET", "code": "200"}, 3},
 		{"qci_http_requests_total", map[string]string{"route": "auth", "method": "GET", "code": "401"}, 1},
 		{"qci_http_requests_total", map[string]string{"route": "auth", "method": "GET", "code": "403"}, 1},

@@ -405,7 +405,7 @@ func (c *Cluster) review(ctx context.Context, token string) (Identity, error) {
 	err = cl.authn.Post().Resource("tokenreviews").Body(&authenticationv1.TokenReview{
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: c.opts.Audiences},
 	}).Do(ctx).Into(tr)
-	c.opts.Metrics.ClusterReview(metrics.ReviewToken, tokenReviewResult(err, tr, c.opts.Audiences))
+	c.opts.Metrics.ClusterReview(c.opts.Name, metrics.ReviewToken, tokenReviewResult(err, tr, c.opts.Audiences))
 	if err != nil {
 		return Identity{}, c.apiError(ctx, "TokenReview", err)
 	}
@@ -470,7 +470,7 @@ func (c *Cluster) accessReview(ctx context.Context, cl *clusterClients, id Ident
 	}
 	sar := &authorizationv1.SubjectAccessReview{}
 	err := cl.authz.Post().Resource("subjectaccessreviews").Body(&authorizationv1.SubjectAccessReview{Spec: spec}).Do(ctx).Into(sar)
-	c.opts.Metrics.ClusterReview(metrics.ReviewAccess, accessReviewResult(err, sar))
+	c.opts.Metrics.ClusterReview(c.opts.Name, metrics.ReviewAccess, accessReviewResult(err, sar))
 	if err != nil {
 		return c.apiError(ctx, "SubjectAccessReview", err)
 	}

@@ -119,8 +119,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"method", "result"}),
 		reviews: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qci_cluster_reviews_total",
-			Help: "TokenReviews and SubjectAccessReviews sent to the cluster, by kind and result.",
-		}, []string{"kind", "result"}),
+			Help: "TokenReviews and SubjectAccessReviews sent to a cluster, by cluster (its name in QCI_CLUSTERS_FILE, empty for the single cluster), kind and result.",
+		}, []string{"cluster", "kind", "result"}),
 		reviewCache: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qci_review_cache_total",
 			Help: "Cluster logins answered from the review cache (hit) or sent for review (miss).",
@@ -171,13 +171,14 @@ func (m *Metrics) Login(method, result string) {
 	m.logins.WithLabelValues(method, result).Inc()
 }
 
-// ClusterReview counts a review sent to the cluster: kind and result are of
-// the Review constants.
-func (m *Metrics) ClusterReview(kind, result string) {
+// ClusterReview counts a review sent to a cluster: cluster is its name in
+// QCI_CLUSTERS_FILE (a bounded set; empty for the single cluster), kind
+// and result are of the Review constants.
+func (m *Metrics) ClusterReview(cluster, kind, result string) {
 	if m == nil {
 		return
 	}
-	m.reviews.WithLabelValues(kind, result).Inc()
+	m.reviews.WithLabelValues(cluster, kind, result).Inc()
 }
 
 // ReviewCache counts a cluster login answered from the cache (hit) or not.

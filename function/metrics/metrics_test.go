@@ -18,7 +18,7 @@ func TestNilMetricsObserveNothing(t *testing.T) {
 	m.HTTPStarted()
 	m.HTTPFinished(metrics.RouteBlob, "GET", 200, 10, time.Second)
 	m.Login(metrics.LoginRobot, metrics.LoginOK)
-	m.ClusterReview(metrics.ReviewToken, metrics.ReviewAllowed)
+	m.ClusterReview("", metrics.ReviewToken, metrics.ReviewAllowed)
 	m.ReviewCache(true)
 	m.UpstreamRequest(200, time.Second)
 	m.UpstreamTokenFetch(metrics.TokenFetchOK)
@@ -33,6 +33,8 @@ func TestCounts(t *testing.T) {
 	m.HTTPFinished(metrics.RouteOther, "BREW", 405, 80, time.Millisecond) // a method no label may hold
 	m.HTTPStarted()
 	m.Login(metrics.LoginCluster, metrics.LoginDenied)
+	m.ClusterReview("", metrics.ReviewToken, metrics.ReviewAllowed)
+	m.ClusterReview("build01", metrics.ReviewAccess, metrics.ReviewError)
 	m.ReviewCache(false)
 	m.ReviewCache(true)
 	m.ReviewCache(true)
@@ -54,6 +56,10 @@ qci_http_response_bytes_total{route="other"} 80
 # HELP qci_logins_total Logins at /v2/auth, by method (robot, cluster, refresh) and result.
 # TYPE qci_logins_total counter
 qci_logins_total{method="cluster",result="denied"} 1
+# HELP qci_cluster_reviews_total TokenReviews and SubjectAccessReviews sent to a cluster, by cluster (its name in QCI_CLUSTERS_FILE, empty for the single cluster), kind and result.
+# TYPE qci_cluster_reviews_total counter
+qci_cluster_reviews_total{cluster="",kind="token_review",result="allowed"} 1
+qci_cluster_reviews_total{cluster="build01",kind="subject_access_review",result="error"} 1
 # HELP qci_review_cache_total Cluster logins answered from the review cache (hit) or sent for review (miss).
 # TYPE qci_review_cache_total counter
 qci_review_cache_total{result="hit"} 2
@@ -68,7 +74,7 @@ qci_upstream_token_fetches_total{result="refused"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"qci_http_in_flight_requests", "qci_http_requests_total", "qci_http_response_bytes_total", "qci_logins_total",
-		"qci_review_cache_total", "qci_upstream_requests_total", "qci_upstream_token_fetches_total"); err != nil {
+		"qci_cluster_reviews_total", "qci_review_cache_total", "qci_upstream_requests_total", "qci_upstream_token_fetches_total"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(reg, "qci_upstream_request_duration_seconds"); n != 1 {
