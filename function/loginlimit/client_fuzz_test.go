@@ -36,9 +36,16 @@ func FuzzClientAddress(f *testing.F) {
 		matched := false
 		for _, l := range []string{line1, line2} {
 			for e := range strings.SplitSeq(l, ",") {
-				addr, err := netip.ParseAddr(strings.Trim(strings.TrimSpace(e), "[]"))
+				// An entry is an address, bracketed or not, or an
+				// address and port (as some proxies append them).
+				e = strings.TrimSpace(e)
+				addr, err := netip.ParseAddr(strings.Trim(e, "[]"))
 				if err != nil {
-					continue
+					ap, perr := netip.ParseAddrPort(e)
+					if perr != nil {
+						continue
+					}
+					addr = ap.Addr()
 				}
 				addr = addr.Unmap().WithZone("")
 				if addressKey(addr) != got {
