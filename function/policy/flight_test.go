@@ -3,7 +3,6 @@ package policy_test
 import (
 	"context"
 	"errors"
-	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/qci-appci/qci-appci/function/login"
 	"github.com/qci-appci/qci-appci/function/policy"
+	"github.com/qci-appci/qci-appci/test/waitfor"
 )
 
 // heldReviewer holds every review until release is closed or the review's
@@ -56,18 +56,6 @@ func (r *heldReviewer) count() int {
 	return r.reviews
 }
 
-// waitFor waits until cond holds, yielding; it does not sleep a guess.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-	}
-}
-
 // TestHungUpClientCancelsTheReview: two token requests asking the same
 // question share one review; when the first client hangs up the review
 // goes on for the second, and when the second hangs up too the review the
@@ -85,7 +73,7 @@ func TestHungUpClientCancelsTheReview(t *testing.T) {
 	go func() { decided <- p.Decide(ctx1, alice, pulls("ci/tools"), false) }()
 	<-rv.arrived
 	go func() { decided <- p.Decide(ctx2, alice, pulls("ci/tools"), false) }()
-	waitFor(t, "the second request to join the review", func() bool { return p.Waiters(alice, tools) == 2 })
+	waitfor.Until(t, "the second request to join the review", func() bool { return p.Waiters(alice, tools) == 2 })
 
 	cancel1()
 	d := <-decided

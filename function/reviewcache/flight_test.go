@@ -3,9 +3,10 @@ package reviewcache
 import (
 	"context"
 	"errors"
-	"runtime"
 	"testing"
 	"time"
+
+	"github.com/qci-appci/qci-appci/test/waitfor"
 )
 
 var errBusy = errors.New("busy")
@@ -40,18 +41,6 @@ func start() (context.Context, context.CancelFunc, error) {
 	return ctx, cancel, nil
 }
 
-// waitFor waits until cond holds; it yields, it does not sleep a guess.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-	}
-}
-
 // Callers of one key share one review and its answer.
 func TestCallersShareOneReview(t *testing.T) {
 	var g Flight[string]
@@ -69,7 +58,7 @@ func TestCallersShareOneReview(t *testing.T) {
 		}()
 	}
 	<-r.arrived
-	waitFor(t, "three waiters", func() bool { return g.Waiters(key) == 3 })
+	waitfor.Until(t, "three waiters", func() bool { return g.Waiters(key) == 3 })
 	close(r.release)
 	for range 3 {
 		if res := <-done; res.v != "answer" || res.err != nil {
@@ -96,7 +85,7 @@ func TestLastWaiterLeavingCancelsTheReview(t *testing.T) {
 	go func() { _, err := g.Do(ctx1, key, start, r.run); errs <- err }()
 	<-r.arrived
 	go func() { _, err := g.Do(ctx2, key, start, r.run); errs <- err }()
-	waitFor(t, "two waiters", func() bool { return g.Waiters(key) == 2 })
+	waitfor.Until(t, "two waiters", func() bool { return g.Waiters(key) == 2 })
 
 	cancel1()
 	if err := <-errs; !errors.Is(err, context.Canceled) {
