@@ -103,6 +103,7 @@ type Registry struct {
 	srv      *http.Server
 	requests []Request
 	fetches  int
+	conns    int
 }
 
 // Start starts a registry and returns when it accepts connections.
@@ -224,6 +225,14 @@ func (r *Registry) TokenFetches() int {
 	return r.fetches
 }
 
+// Connections is the number of TCP connections accepted so far: a client
+// that keeps its connections alive opens one for many requests.
+func (r *Registry) Connections() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conns
+}
+
 // newApp makes a signing key and certificate and a registry App that trusts
 // only that certificate.
 func (r *Registry) newApp() error {
@@ -273,7 +282,14 @@ func (r *Registry) newApp() error {
 }
 
 func (r *Registry) serve(ln net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, state http.ConnState) {
+			if state == http.StateNew {
+				r.mu.Lock()
+				r.conns++
+				r.mu.Unlock()
+			}
+		}}
 	r.mu.Lock()
 	r.srv = srv
 	r.mu.Unlock()
