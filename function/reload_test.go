@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -176,11 +177,30 @@ func randomKey() string {
 // review cache, without a new TokenReview or SubjectAccessReview at the
 // cluster.
 func TestSigningKeyRotationKeepsClusterLogins(t *testing.T) {
-	r := newRotatingEnv(t, envOptions{})
+	t.Run("QCI_KUBECONFIG", func(t *testing.T) { testSigningKeyRotationKeepsClusterLogins(t, "", nil) })
+	t.Run("QCI_CLUSTERS_FILE", func(t *testing.T) {
+		testSigningKeyRotationKeepsClusterLogins(t, "app-ci", func(cfg *config.Config) {
+			clusters := filepath.Join(t.TempDir(), "clusters.yaml")
+			if err := os.WriteFile(clusters, []byte("clusters:\n- name: app-ci\n  kubeconfig: "+cfg.Kubeconfig+"\n  opaqueTokens: true\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg.ClustersFile, cfg.Kubeconfig = clusters, ""
+		})
+	})
+}
+
+// testSigningKeyRotationKeepsClusterLogins is the test of the cluster
+// login that configure sets up (nil: QCI_KUBECONFIG), whose tokens name
+// cluster (qci_cluster; "" for none).
+func testSigningKeyRotationKeepsClusterLogins(t *testing.T, cluster string, configure func(*config.Config)) {
+	r := newRotatingEnv(t, envOptions{configure: configure})
 	manifest := "/v2/openshift/ci/manifests/" + tag
 	resp, before, body := r.login("anyone", aliceToken, pullScope)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("alice: %d %s", resp.StatusCode, body)
+	}
+	if c, _ := claimsOf(t, before.Token)["qci_cluster"].(string); c != cluster {
+		t.Fatalf("the token names cluster %q, want %q", c, cluster)
 	}
 	reviews, access := len(r.cluster.TokenReviews()), len(r.cluster.SubjectAccessReviews())
 
