@@ -87,7 +87,7 @@ func (r *reloading) reload(changes *secretfile.Changes, readErr error) {
 	for name, b := range changes.Contents {
 		cfg.SetSecret(name, b)
 	}
-	err := cfg.Validate()
+	err := cfg.ValidateSecrets()
 	var h http.Handler
 	var s *secrets
 	if err == nil {

@@ -177,22 +177,29 @@ func randomKey() string {
 // review cache, without a new TokenReview or SubjectAccessReview at the
 // cluster.
 func TestSigningKeyRotationKeepsClusterLogins(t *testing.T) {
-	t.Run("QCI_KUBECONFIG", func(t *testing.T) { testSigningKeyRotationKeepsClusterLogins(t, "", nil) })
+	t.Run("QCI_KUBECONFIG", func(t *testing.T) { testSigningKeyRotationKeepsClusterLogins(t, "", nil, nil) })
 	t.Run("QCI_CLUSTERS_FILE", func(t *testing.T) {
+		clusters := filepath.Join(t.TempDir(), "clusters.yaml")
 		testSigningKeyRotationKeepsClusterLogins(t, "app-ci", func(cfg *config.Config) {
-			clusters := filepath.Join(t.TempDir(), "clusters.yaml")
 			if err := os.WriteFile(clusters, []byte("clusters:\n- name: app-ci\n  kubeconfig: "+cfg.Kubeconfig+"\n  opaqueTokens: true\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			cfg.ClustersFile, cfg.Kubeconfig = clusters, ""
+		}, func() {
+			// The clusters file is read at start only: a rotation
+			// neither reads it again nor fails on it.
+			if err := os.WriteFile(clusters, []byte("clusters: []\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		})
 	})
 }
 
 // testSigningKeyRotationKeepsClusterLogins is the test of the cluster
 // login that configure sets up (nil: QCI_KUBECONFIG), whose tokens name
-// cluster (qci_cluster; "" for none).
-func testSigningKeyRotationKeepsClusterLogins(t *testing.T, cluster string, configure func(*config.Config)) {
+// cluster (qci_cluster; "" for none); beforeRotate, if set, runs just
+// before the first rotation.
+func testSigningKeyRotationKeepsClusterLogins(t *testing.T, cluster string, configure func(*config.Config), beforeRotate func()) {
 	r := newRotatingEnv(t, envOptions{configure: configure})
 	manifest := "/v2/openshift/ci/manifests/" + tag
 	resp, before, body := r.login("anyone", aliceToken, pullScope)
@@ -205,6 +212,9 @@ func testSigningKeyRotationKeepsClusterLogins(t *testing.T, cluster string, conf
 	reviews, access := len(r.cluster.TokenReviews()), len(r.cluster.SubjectAccessReviews())
 
 	newKey := randomKey()
+	if beforeRotate != nil {
+		beforeRotate()
+	}
 	r.rotate("signing-key", newKey+"\n"+r.key+"\n")
 	if logs := r.logs.String(); !strings.Contains(logs, `"changed":["QCI_SIGNING_KEY"],"replaced":["signing keys"]`) || strings.Contains(logs, newKey) {
 		t.Errorf("the rotation's log line is missing, or names the key:\n%s", logs)
