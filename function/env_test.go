@@ -54,6 +54,8 @@ type envOptions struct {
 	reviewTTL  time.Duration
 	// configure, when set, edits the configuration last.
 	configure func(*config.Config)
+	// newHandler, when set, builds the function instead of function.New.
+	newHandler func(config.Config) (http.Handler, error)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -109,7 +111,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.configure != nil {
 		o.configure(&cfg)
 	}
-	h, err := function.New(cfg)
+	newHandler := function.New
+	if o.newHandler != nil {
+		newHandler = o.newHandler
+	}
+	h, err := newHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,15 +37,42 @@ func New(cfg config.Config) (http.Handler, error) {
 		return nil, err
 	}
 	if len(cfg.SecretFiles) > 0 && cfg.SecretReloadInterval.Duration > 0 { // secrets given as files: re-read when they change
-		return newReloading(cfg)
+		r, err := newReloading(cfg, nil)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
+	p, err := newParts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	h, _, err := p.handler(cfg, nil)
+	return h, err
+}
+
+// parts are what an instance builds once and keeps for its life, secret
+// rotations included: none of them depends on a secret (the robot
+// credentials or the signing keys), and each holds state that a rebuild
+// would throw away — the upstream transport's open connections, the
+// cluster logins' review caches and clients, the policy's review cache,
+// the failed-login limiter's buckets, the manifest cache.
+type parts struct {
+	log         *slog.Logger
+	public      publicurl.Resolver
+	upstreamURL *url.URL
+	base        *http.Transport
+	policy      *policy.Policy
+	cluster     auth.ClusterLogin // nil: cluster login is off
+	limiter     *loginlimit.Limiter
+	manifests   *manifestcache.Cache
+}
+
+// newParts builds the parts of cfg that do not depend on its secrets.
+func newParts(cfg config.Config) (*parts, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
-	}
-	keys, err := token.NewKeys(cfg.SigningKeys(), max(cfg.TokenTTL.Duration, cfg.RefreshTTL.Duration))
-	if err != nil {
-		return nil, fmt.Errorf("function: %w", err)
 	}
 	public, err := publicurl.New(cfg.ExposedURL)
 	if err != nil {
@@ -55,17 +82,6 @@ func New(cfg config.Config) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("function: upstream URL: %w", err)
 	}
-	base := upstream.NewTransport()
-	source := upstream.NewTokenSource(upstream.TokenSourceOptions{
-		URL:        upstreamURL,
-		Repository: cfg.UpstreamRepository,
-		Username:   string(cfg.RobotUsername),
-		Password:   string(cfg.RobotPassword),
-		Transport:  base,
-		TokenHosts: cfg.UpstreamTokenHosts,
-		Logger:     log,
-		Metrics:    cfg.Metrics,
-	})
 	open, err := policy.ParseOpen(cfg.OpenImages)
 	if err != nil {
 		return nil, fmt.Errorf("function: %w", err)
@@ -108,28 +124,83 @@ func New(cfg config.Config) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("function: %w", err)
 	}
+	return &parts{
+		log:         log,
+		public:      public,
+		upstreamURL: upstreamURL,
+		base:        upstream.NewTransport(),
+		policy:      policy.New(policyOpts),
+		cluster:     cluster,
+		limiter:     limiter,
+		manifests:   manifestcache.New(cfg.ManifestCacheBytes.N),
+	}, nil
+}
+
+// secrets are what cfg's secrets determine: the signing keys, and the
+// robot login with the upstream token source that logs in as the robot
+// (and caches its upstream token).
+type secrets struct {
+	signingKey         config.Secret
+	username, password config.Secret
+	keys               *token.Keys
+	robot              *login.Robot
+	source             *upstream.TokenSource
+}
+
+// handler builds the function's handler from p and cfg's secrets. Of
+// prev, the secrets the current handler was built from (nil: none), it
+// keeps what cfg's secrets leave unchanged: the keys when the signing key
+// is the same, the robot login and the token source (with its cached
+// upstream token) when the robot credentials are. A new token source
+// fetches its first upstream token with the new credentials.
+func (p *parts) handler(cfg config.Config, prev *secrets) (http.Handler, *secrets, error) {
+	s := &secrets{signingKey: cfg.SigningKey, username: cfg.RobotUsername, password: cfg.RobotPassword}
+	if prev != nil && prev.signingKey == s.signingKey {
+		s.keys = prev.keys
+	} else {
+		keys, err := token.NewKeys(cfg.SigningKeys(), max(cfg.TokenTTL.Duration, cfg.RefreshTTL.Duration))
+		if err != nil {
+			return nil, nil, fmt.Errorf("function: %w", err)
+		}
+		s.keys = keys
+	}
+	if prev != nil && prev.username == s.username && prev.password == s.password {
+		s.robot, s.source = prev.robot, prev.source
+	} else {
+		s.robot = login.NewRobot(string(s.username), string(s.password))
+		s.source = upstream.NewTokenSource(upstream.TokenSourceOptions{
+			URL:        p.upstreamURL,
+			Repository: cfg.UpstreamRepository,
+			Username:   string(s.username),
+			Password:   string(s.password),
+			Transport:  p.base,
+			TokenHosts: cfg.UpstreamTokenHosts,
+			Logger:     p.log,
+			Metrics:    cfg.Metrics,
+		})
+	}
 	authHandler := auth.New(auth.Options{
-		Policy:  policy.New(policyOpts),
-		Robot:   login.NewRobot(string(cfg.RobotUsername), string(cfg.RobotPassword)),
-		Cluster: cluster,
-		Issuer:  &token.Issuer{Keys: keys, AccessTTL: cfg.TokenTTL.Duration, RefreshTTL: cfg.RefreshTTL.Duration},
-		Public:  public,
-		Logger:  log,
+		Policy:  p.policy,
+		Robot:   s.robot,
+		Cluster: p.cluster,
+		Issuer:  &token.Issuer{Keys: s.keys, AccessTTL: cfg.TokenTTL.Duration, RefreshTTL: cfg.RefreshTTL.Duration},
+		Public:  p.public,
+		Logger:  p.log,
 		Metrics: cfg.Metrics,
 
-		Limiter:        limiter,
+		Limiter:        p.limiter,
 		ClientIPHeader: cfg.ClientIPHeader,
 	})
 	proxyHandler := proxy.New(proxy.Options{
 		Repository: cfg.UpstreamRepository,
-		Upstream:   upstreamURL,
-		Keys:       keys,
-		Public:     public,
-		Transport:  upstream.NewAuthTransport(upstream.NewMetricsTransport(base, cfg.Metrics), source),
-		Manifests:  manifestcache.New(cfg.ManifestCacheBytes.N),
-		Logger:     log,
+		Upstream:   p.upstreamURL,
+		Keys:       s.keys,
+		Public:     p.public,
+		Transport:  upstream.NewAuthTransport(upstream.NewMetricsTransport(p.base, cfg.Metrics), s.source),
+		Manifests:  p.manifests,
+		Logger:     p.log,
 	})
-	return &router{auth: authHandler, proxy: proxyHandler, prefetch: source.Prefetch}, nil
+	return &router{auth: authHandler, proxy: proxyHandler, prefetch: s.source.Prefetch}, s, nil
 }
 
 // router dispatches on the raw path. It is not an http.ServeMux on purpose:

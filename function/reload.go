@@ -5,18 +5,23 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/secretfile"
 )
 
 // reloading serves with a handler built from the configuration and, when a
-// secret file given as <NAME>_FILE changes, with one built anew from the new
-// values: a new robot password is checked at login and used for the next
-// upstream token, new signing keys sign and verify. New values that do not
-// validate (an empty file, a short key) are refused with an ERROR line and
-// the previous handler keeps serving. Requests in flight finish on the
-// handler they started on.
+// secret file given as <NAME>_FILE changes, with one built anew from the
+// same long-lived parts and the new values: a new robot password is checked
+// at login and used for the next upstream token (the token source that
+// logged in with the old one is dropped with its cached token), new signing
+// keys sign and verify. What no secret determines is kept (see parts): the
+// upstream connections, the review caches and cluster clients, the
+// failed-login limiter, the manifest cache. New values that do not validate
+// (an empty file, a short key) are refused with an ERROR line and the
+// previous handler keeps serving. Requests in flight finish on the handler
+// they started on.
 //
 // The files are re-read at most once per cfg.SecretReloadInterval, by a
 // goroutine that the first request after it starts: no request waits for
@@ -28,26 +33,31 @@ type reloading struct {
 	current  atomic.Pointer[http.Handler]
 	checking atomic.Bool
 
-	mu  sync.Mutex    // one reload at a time
-	cfg config.Config // the configuration current was built from
+	parts *parts // built once, shared by every handler
+
+	mu      sync.Mutex    // one reload at a time
+	cfg     config.Config // the configuration current was built from
+	secrets *secrets      // what current was built from cfg's secrets
 }
 
-// newReloading builds the handler of cfg, whose SecretFiles are watched.
-func newReloading(cfg config.Config) (http.Handler, error) {
-	files, err := secretfile.New(cfg.SecretFiles, cfg.SecretReloadInterval.Duration, nil)
+// newReloading builds the handler of cfg, which New validated and whose
+// SecretFiles are watched; now is the clock of the re-reads (nil:
+// time.Now).
+func newReloading(cfg config.Config, now func() time.Time) (*reloading, error) {
+	files, err := secretfile.New(cfg.SecretFiles, cfg.SecretReloadInterval.Duration, now)
 	if err != nil {
 		return nil, err
 	}
 	cfg.SecretFiles = nil
-	h, err := New(cfg)
+	p, err := newParts(cfg)
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
+	h, s, err := p.handler(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
-	r := &reloading{log: log, files: files, cfg: cfg}
+	r := &reloading{log: p.log, files: files, parts: p, cfg: cfg, secrets: s}
 	r.current.Store(&h)
 	return r, nil
 }
@@ -77,15 +87,27 @@ func (r *reloading) reload(changes *secretfile.Changes, readErr error) {
 	for name, b := range changes.Contents {
 		cfg.SetSecret(name, b)
 	}
-	h, err := New(cfg)
+	err := cfg.ValidateSecrets()
+	var h http.Handler
+	var s *secrets
+	if err == nil {
+		h, s, err = r.parts.handler(cfg, r.secrets)
+	}
 	if err != nil {
 		r.files.Reject(changes)
 		r.log.Error("a secret file changed but its new value is invalid; keeping the previous values",
 			"changed", changes.Names, "error", err)
 		return
 	}
-	r.cfg = cfg
+	var replaced []string
+	if s.keys != r.secrets.keys {
+		replaced = append(replaced, "signing keys")
+	}
+	if s.source != r.secrets.source {
+		replaced = append(replaced, "robot login", "upstream token")
+	}
+	r.cfg, r.secrets = cfg, s
 	r.current.Store(&h)
 	r.files.Accept(changes)
-	r.log.Info("a secret file changed: its new value is in use", "changed", changes.Names)
+	r.log.Info("a secret file changed: its new value is in use", "changed", changes.Names, "replaced", replaced)
 }

@@ -32,3 +32,16 @@ func (c *Config) SetSecret(name string, contents []byte) bool {
 	}
 	return false
 }
+
+// ValidateSecrets checks only c's secrets (the robot username and
+// password, the signing keys), as Validate checks them: what a rotation
+// of their files changes. The rest of c was validated when it was
+// loaded, and is not read again (the clusters file, for one).
+func (c *Config) ValidateSecrets() error {
+	d := Defaults()
+	to := d.secrets()
+	for i, s := range c.secrets() {
+		*to[i].value = *s.value
+	}
+	return d.Validate()
+}

@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/qci-appci/qci-appci/function/config"
@@ -37,5 +38,28 @@ func TestLoadNamesTheSecretFiles(t *testing.T) {
 	setValid(t)
 	if c, err := config.Load(); err != nil || c.SecretFiles != nil {
 		t.Errorf("secrets from the environment: SecretFiles %v, %v", c.SecretFiles, err)
+	}
+}
+
+// TestValidateSecrets checks a rotated secret the way Validate does, and
+// nothing else: a clusters file that is gone by then does not refuse it.
+func TestValidateSecrets(t *testing.T) {
+	c := config.Defaults()
+	c.RobotUsername, c.RobotPassword = "robot", "password"
+	c.SigningKey = "0123456789abcdef0123456789abcdef\nfedcba9876543210fedcba9876543210"
+	c.ClustersFile = filepath.Join(t.TempDir(), "gone.yaml")
+	if err := c.ValidateSecrets(); err != nil {
+		t.Errorf("valid secrets: %v", err)
+	}
+	for name, bad := range map[string]func(*config.Config){
+		"QCI_ROBOT_USERNAME": func(c *config.Config) { c.RobotUsername = "" },
+		"QCI_ROBOT_PASSWORD": func(c *config.Config) { c.RobotPassword = "" },
+		"QCI_SIGNING_KEY":    func(c *config.Config) { c.SigningKey += "\nshort" },
+	} {
+		rotated := c
+		bad(&rotated)
+		if err := rotated.ValidateSecrets(); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("bad %s: %v, want an error naming it", name, err)
+		}
 	}
 }

@@ -85,6 +85,9 @@ type Request struct {
 	Method, Path, RawQuery string
 	Header                 http.Header
 	Status                 int
+	// RemoteAddr is the client's end of the connection it came on: the
+	// same for requests on one kept-alive connection.
+	RemoteAddr string
 }
 
 // Registry is a running upstream registry.
@@ -103,6 +106,7 @@ type Registry struct {
 	srv      *http.Server
 	requests []Request
 	fetches  int
+	conns    []string
 }
 
 // Start starts a registry and returns when it accepts connections.
@@ -224,6 +228,15 @@ func (r *Registry) TokenFetches() int {
 	return r.fetches
 }
 
+// Connections are the client addresses (Request.RemoteAddr) of the TCP
+// connections accepted so far, in order: a client that keeps its
+// connections alive opens one for many requests.
+func (r *Registry) Connections() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.conns...)
+}
+
 // newApp makes a signing key and certificate and a registry App that trusts
 // only that certificate.
 func (r *Registry) newApp() error {
@@ -273,7 +286,14 @@ func (r *Registry) newApp() error {
 }
 
 func (r *Registry) serve(ln net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(c net.Conn, state http.ConnState) {
+			if state == http.StateNew {
+				r.mu.Lock()
+				r.conns = append(r.conns, c.RemoteAddr().String())
+				r.mu.Unlock()
+			}
+		}}
 	r.mu.Lock()
 	r.srv = srv
 	r.mu.Unlock()
@@ -285,7 +305,7 @@ func (r *Registry) handle(w http.ResponseWriter, req *http.Request) {
 	defer func() {
 		r.mu.Lock()
 		r.requests = append(r.requests, Request{Method: req.Method, Path: req.URL.Path, RawQuery: req.URL.RawQuery,
-			Header: req.Header.Clone(), Status: rec.status})
+			Header: req.Header.Clone(), Status: rec.status, RemoteAddr: req.RemoteAddr})
 		r.mu.Unlock()
 	}()
 	if req.URL.Path == "/token" {
