@@ -87,6 +87,17 @@ func newReviewLimit(r float64, burst int) *reviewLimit {
 	return &reviewLimit{rate: rate.Limit(r), burst: max(burst, MaxScopes), buckets: buckets}
 }
 
+// retryAfter is how long until n fresh reviews fit id's bucket at now.
+func (l *reviewLimit) retryAfter(now time.Time, id login.Identity, n int) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tokens := float64(l.burst)
+	if b, ok := l.buckets.Peek(identity{cluster: id.Cluster, name: id.Name, uid: id.UID}); ok {
+		tokens = b.lim.TokensAt(now)
+	}
+	return time.Duration(max(0, float64(n)-tokens) / float64(l.rate) * float64(time.Second))
+}
+
 // take takes n fresh reviews of id's bucket at now, all or none: nil when
 // they fit, else a LimitedError saying when they will.
 func (l *reviewLimit) take(now time.Time, id login.Identity, n int) *LimitedError {

@@ -10,6 +10,7 @@ import (
 	"github.com/qci-appci/qci-appci/function/login"
 	"github.com/qci-appci/qci-appci/function/policy"
 	"github.com/qci-appci/qci-appci/function/registry"
+	"github.com/qci-appci/qci-appci/test/waitfor"
 )
 
 // streams are n pull scopes of distinct image streams named after prefix.
@@ -21,9 +22,9 @@ func streams(prefix string, n int) []registry.Scope {
 	return s
 }
 
-// TestFreshReviewsAreLimitedPerIdentity: an identity's uncached reviews
-// take its bucket (all of a request's or none); past it the decision is
-// Limited, says when to retry, and asks no review; another identity, a
+// TestFreshReviewsAreLimitedPerIdentity: each review an identity sends to
+// the cluster takes one from its bucket; past it the decision is Limited,
+// says when to retry, and asks no further review; another identity, a
 // cached answer and an open image are not limited; the first refusal
 // since the bucket was full is Newly, the next ones are not.
 func TestFreshReviewsAreLimitedPerIdentity(t *testing.T) {
@@ -78,13 +79,23 @@ func TestFreshReviewsAreLimitedPerIdentity(t *testing.T) {
 	if n := rv.total(); n != 20+3*16 {
 		t.Errorf("%d reviews, want %d", n, 20+3*16)
 	}
-	// A second later one token is back: one review fits, two do not.
+	// A second later one token is back: of two fresh reviews, one is
+	// asked (and cached for the retry), the other is not, and the
+	// request is Limited.
 	c.add(time.Second)
-	if d := p.Decide(ctx, alice, streams("e", 2), false); d.Limited == nil {
-		t.Error("two reviews fit one token")
+	before := rv.total()
+	if d := p.Decide(ctx, alice, streams("e", 2), false); d.Limited == nil || d.Limited.RetryAfter != time.Second {
+		t.Errorf("two reviews on one token: limited %+v, want retry after 1s", d.Limited)
 	}
-	if d := p.Decide(ctx, alice, streams("e", 1), false); d.Limited != nil {
-		t.Errorf("one review after a second: %v", d.Limited)
+	if n := rv.total() - before; n != 1 {
+		t.Errorf("%d reviews asked on one token, want 1", n)
+	}
+	c.add(time.Second)
+	if d := p.Decide(ctx, alice, streams("e", 2), false); d.Limited != nil || len(d.Denied) != 2 {
+		t.Errorf("the retry a second later: limited %v, denied %q", d.Limited, d.Denied)
+	}
+	if n := rv.total() - before; n != 2 {
+		t.Errorf("%d reviews for e/s0 and e/s1 in all, want 2 (the first answer cached)", n)
 	}
 	// Refilled to the full burst, a new flood is reported anew.
 	c.add(time.Minute)
@@ -101,5 +112,30 @@ func TestBurstFitsEveryRequest(t *testing.T) {
 	p, _ := newPolicy(t, &reviewer{}, func(o *policy.Options) { o.ReviewRate, o.ReviewBurst = 1, 1 })
 	if d := p.Decide(context.Background(), alice, streams("a", policy.MaxScopes), false); d.Limited != nil {
 		t.Errorf("MaxScopes image streams on a full bucket: %v", d.Limited)
+	}
+}
+
+// TestFleetOfOneIdentitySharesReviews: many pods of one service account
+// asking at once for an image stream not yet reviewed (a DaemonSet rolling
+// out on a cold instance) join one review, which takes one token: none of
+// them is limited, however many more than the burst they are.
+func TestFleetOfOneIdentitySharesReviews(t *testing.T) {
+	rv := newHeldReviewer()
+	p, _ := newPolicy(t, rv, func(o *policy.Options) { o.ReviewRate, o.ReviewBurst = 1, policy.MaxScopes })
+	tools := policy.Resource{Namespace: "ci", Name: "tools"}
+	const pods = 3 * policy.MaxScopes
+	decisions := make(chan policy.Decision, pods)
+	for range pods {
+		go func() { decisions <- p.Decide(context.Background(), alice, pulls("ci/tools"), false) }()
+	}
+	waitfor.Until(t, "every pod to join the review", func() bool { return p.Waiters(alice, tools) == pods })
+	close(rv.release)
+	for range pods {
+		if d := <-decisions; d.Limited != nil || d.Err != nil {
+			t.Fatalf("a pod of the fleet: limited %v, err %v", d.Limited, d.Err)
+		}
+	}
+	if n := rv.count(); n != 1 {
+		t.Errorf("%d reviews for %d pods, want 1", n, pods)
 	}
 }

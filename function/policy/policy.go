@@ -227,7 +227,8 @@ type Decision struct {
 	Err error
 	// Limited, when set, refuses the whole request: it needed fresh
 	// reviews and the identity is past its limit of them. Nothing is
-	// granted or denied, and no review was asked.
+	// granted or denied; the reviews that fitted the limit were asked
+	// and their answers cached, for the retry.
 	Limited *LimitedError
 
 	// flatNamespace is the namespace of the upstream repository's review
@@ -287,9 +288,9 @@ func (p *Policy) needOf(repo, cluster string) need {
 // the single cluster, or of the cluster of ImageStreamClusters that
 // id.Cluster names), the reviews concurrently. With fresh (a refresh), no
 // cached answer is used: every review is asked again (its answer is still
-// kept). The reviews not answered from the cache are taken from id's limit
-// of fresh reviews first, all of them or none: past it, the decision is
-// Limited and no review is asked.
+// kept). Each review that goes to the cluster takes one from id's limit
+// of fresh reviews (one that joins a review in flight takes nothing): when
+// any could not start for it, the decision is Limited.
 func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []registry.Scope, fresh bool) Decision {
 	d := Decision{Asked: p.Pulls(requested)}
 	d.flatNamespace, _ = p.flatNamespace(id.Cluster)
@@ -315,16 +316,26 @@ func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []regi
 			toReview = append(toReview, i)
 		}
 	}
-	if len(toReview) > 0 {
-		if d.Limited = p.limit.take(p.opts.Now(), id, len(toReview)); d.Limited != nil {
-			return d
-		}
-	}
 	var wg sync.WaitGroup
 	for _, i := range toReview {
 		wg.Go(func() { results[i] = p.review(ctx, id, needs[i].review) })
 	}
 	wg.Wait()
+	limited, newly := 0, false
+	for _, err := range results {
+		var le *LimitedError
+		if errors.As(err, &le) {
+			limited++
+			newly = newly || le.Newly
+		}
+	}
+	if limited > 0 {
+		// The reviews that could start ran and are cached for the retry.
+		return Decision{Asked: d.Asked, flatNamespace: d.flatNamespace, Limited: &LimitedError{
+			RetryAfter: p.limit.retryAfter(p.opts.Now(), id, limited),
+			Newly:      newly,
+		}}
+	}
 	var errs []error
 	for i, n := range needs {
 		switch err := results[i]; {
@@ -346,6 +357,12 @@ func (p *Policy) Decide(ctx context.Context, id login.Identity, requested []regi
 func (p *Policy) review(ctx context.Context, id login.Identity, res Resource) error {
 	key := cacheKey(id, res)
 	err, abandoned := p.flight.Do(ctx, key, func() (context.Context, context.CancelFunc, error) {
+		// Only a review that starts takes from id's limit: askers who
+		// join one in flight (a fleet of pods of one service account
+		// starting at once) share its token as they share its answer.
+		if le := p.limit.take(p.opts.Now(), id, 1); le != nil {
+			return nil, nil, le
+		}
 		rctx, cancel := reviewcache.Detached(ctx, p.opts.ReviewTimeout)
 		return rctx, cancel, nil
 	}, func(rctx context.Context) error {
@@ -356,6 +373,10 @@ func (p *Policy) review(ctx context.Context, id login.Identity, res Resource) er
 		p.remember(key, err)
 		return err
 	})
+	var le *LimitedError
+	if errors.As(abandoned, &le) {
+		return le
+	}
 	if abandoned != nil {
 		return fmt.Errorf("%w: review abandoned: %w", login.ErrUnavailable, abandoned)
 	}
