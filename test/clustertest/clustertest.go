@@ -355,7 +355,8 @@ func (s *Server) TokenReviewCount() int {
 	return len(s.tokenReviews)
 }
 
-// held waits while reviews are held; false: the caller hung up. It also
+// held waits while reviews are held; when the caller hangs up, it aborts
+// the handler (http.ErrAbortHandler) and nothing is sent. It also
 // answers the status set by FailReviews, reporting false after doing so.
 func (s *Server) held(w http.ResponseWriter, r *http.Request, access bool) bool {
 	s.mu.Lock()
@@ -375,7 +376,10 @@ func (s *Server) held(w http.ResponseWriter, r *http.Request, access bool) bool 
 			s.mu.Lock()
 			s.abandoned++
 			s.mu.Unlock()
-			return false
+			// Send nothing: a handler that just returned would answer an
+			// empty 200 on a connection still open, which a client could
+			// read before it sees its own cancellation.
+			panic(http.ErrAbortHandler)
 		}
 	}
 	if code != 0 {
