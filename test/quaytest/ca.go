@@ -71,12 +71,38 @@ func (ca *CA) Pool() *x509.CertPool {
 // PEM is the CA certificate, PEM-encoded.
 func (ca *CA) PEM() []byte { return append([]byte(nil), ca.pem...) }
 
-// ServerCertificate issues a server certificate for localhost and
-// 127.0.0.1, with the CA's certificate in its chain.
-func (ca *CA) ServerCertificate() (tls.Certificate, error) { return ca.leaf() }
+// ServerCertificate issues a server certificate for localhost, 127.0.0.1
+// and the other DNS names given, with the CA's certificate in its chain.
+func (ca *CA) ServerCertificate(names ...string) (tls.Certificate, error) { return ca.leaf(names...) }
 
-// leaf issues a server certificate for localhost and 127.0.0.1.
-func (ca *CA) leaf() (tls.Certificate, error) {
+// WriteServerFiles issues a server certificate as ServerCertificate does
+// and writes it for a server that reads PEM files (nginx): the chain to
+// dir/<name>.pem and its key to dir/<name>-key.pem.
+func (ca *CA) WriteServerFiles(dir, name string, names ...string) (certFile, keyFile string, err error) {
+	cert, err := ca.leaf(names...)
+	if err != nil {
+		return "", "", err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		return "", "", fmt.Errorf("quaytest: leaf key: %w", err)
+	}
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	if err := os.WriteFile(certFile, chain, 0o644); err != nil {
+		return "", "", fmt.Errorf("quaytest: %w", err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return "", "", fmt.Errorf("quaytest: %w", err)
+	}
+	return certFile, keyFile, nil
+}
+
+// leaf issues a server certificate for localhost, 127.0.0.1 and names.
+func (ca *CA) leaf(names ...string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("quaytest: leaf key: %w", err)
@@ -88,7 +114,7 @@ func (ca *CA) leaf() (tls.Certificate, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     append([]string{"localhost"}, names...),
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
