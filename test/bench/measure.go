@@ -31,14 +31,7 @@ type results struct {
 // production is the main table: h2c (and HTTP/1.1) clients, TLS upstream.
 // Per-peer rows are keyed by the peer names above.
 type production struct {
-	BlobMBps1            map[string]float64 `json:"blob_mbps_1_client"`
-	BlobMBps8            map[string]float64 `json:"blob_mbps_8_clients"`
-	BlobCPU1             map[string]float64 `json:"blob_cpu_s_per_gb_1_client"`
-	BlobCPU8             map[string]float64 `json:"blob_cpu_s_per_gb_8_clients"`
-	PathCPU1             map[string]float64 `json:"blob_path_cpu_s_per_gb_1_client"`
-	PathCPU8             map[string]float64 `json:"blob_path_cpu_s_per_gb_8_clients"`
-	ManifestGETsPerS     map[string]float64 `json:"manifest_gets_per_s_64_clients"`
-	ManifestCPUus        map[string]float64 `json:"manifest_cpu_us_per_get"`
+	peerRows
 	DigestGETsPerS       map[string]float64 `json:"manifest_by_digest_gets_per_s_64_clients"`
 	DigestCPUus          map[string]float64 `json:"manifest_by_digest_cpu_us_per_get"`
 	RSSMiB8Streams       float64            `json:"peak_rss_mib_8_h2c_blob_streams"`
@@ -75,6 +68,13 @@ type production struct {
 
 // plainHTTP is the secondary table: HTTP/1.1 clients, plain-HTTP upstream.
 type plainHTTP struct {
+	peerRows
+}
+
+// peerRows are the rows both tables measure for each peer: blob
+// throughput and CPU, manifest GETs and their CPU. Embedded, they stay
+// top-level fields of each table's JSON.
+type peerRows struct {
 	BlobMBps1        map[string]float64 `json:"blob_mbps_1_client"`
 	BlobMBps8        map[string]float64 `json:"blob_mbps_8_clients"`
 	BlobCPU1         map[string]float64 `json:"blob_cpu_s_per_gb_1_client"`
