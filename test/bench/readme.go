@@ -37,16 +37,7 @@ func tables(r *results) string {
 	fmt.Fprintf(&t, "%s\nMeasured %s on %s (%s, Go %s, commit %s, blob %d MiB).\n\n", tableStart, r.Date, r.Machine, kind, r.GoVersion, r.Commit, r.BlobSizeMiB)
 	t.WriteString("**Production path**: TLS upstream; clients over h2c (as queue-proxy) and HTTP/1.1.\n\n")
 	t.WriteString("| measure | upstream direct (TLS) | nginx as proxy, h2c | qci-appci, h2c | nginx as proxy, HTTP/1.1 | qci-appci, HTTP/1.1 |\n|---|---|---|---|---|---|\n")
-	row := func(name string, m map[string]float64, f string) {
-		cell := func(k string) string {
-			v, ok := m[k]
-			if !ok {
-				return ""
-			}
-			return fmt.Sprintf(f, v)
-		}
-		fmt.Fprintf(&t, "| %s | %s | %s | %s | %s | %s |\n", name, cell(direct), cell(nginxH2C), cell(qciH2C), cell(nginxH1), cell(qciH1))
-	}
+	row := rowWriter(&t, direct, nginxH2C, qciH2C, nginxH1, qciH1)
 	row("blob MB/s, 1 client", p.BlobMBps1, "%.0f")
 	row("blob MB/s, 8 clients", p.BlobMBps8, "%.0f")
 	row("proxy CPU s per GB of blob, 1 client", p.BlobCPU1, "%.2f")
@@ -85,16 +76,7 @@ func tables(r *results) string {
 
 	t.WriteString("\n**Secondary: plain-HTTP upstream**, HTTP/1.1 clients (no documented deployment has this shape).\n\n")
 	t.WriteString("| measure | upstream direct | nginx as proxy | qci-appci |\n|---|---|---|---|\n")
-	prow := func(name string, m map[string]float64, f string) {
-		cell := func(k string) string {
-			v, ok := m[k]
-			if !ok {
-				return ""
-			}
-			return fmt.Sprintf(f, v)
-		}
-		fmt.Fprintf(&t, "| %s | %s | %s | %s |\n", name, cell(directP), cell(nginxP), cell(qciPlain))
-	}
+	prow := rowWriter(&t, directP, nginxP, qciPlain)
 	prow("blob MB/s, 1 client", q.BlobMBps1, "%.0f")
 	prow("blob MB/s, 8 clients", q.BlobMBps8, "%.0f")
 	prow("proxy CPU s per GB of blob, 1 client", q.BlobCPU1, "%.2f")
@@ -104,6 +86,23 @@ func tables(r *results) string {
 	prow("manifest GETs/s, 64 clients", q.ManifestGETsPerS, "%.0f")
 	prow("proxy CPU µs per manifest GET", q.ManifestCPUus, "%.1f")
 	return t.String()
+}
+
+// rowWriter returns a function that writes one row of a table whose
+// columns are peers: the measure's name, then each peer's value in m
+// formatted with f, empty where m has none.
+func rowWriter(t *strings.Builder, peers ...string) func(name string, m map[string]float64, f string) {
+	return func(name string, m map[string]float64, f string) {
+		fmt.Fprintf(t, "| %s |", name)
+		for _, k := range peers {
+			cell := ""
+			if v, ok := m[k]; ok {
+				cell = fmt.Sprintf(f, v)
+			}
+			fmt.Fprintf(t, " %s |", cell)
+		}
+		t.WriteString("\n")
+	}
 }
 
 var digestRE = regexp.MustCompile(`sha256:([0-9a-f]{12})[0-9a-f]{52}`)
