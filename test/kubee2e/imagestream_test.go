@@ -2,10 +2,8 @@ package kubee2e
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -126,28 +124,7 @@ func TestPullByImageStreamWithRBAC(t *testing.T) {
 	}
 
 	// A refresh asks the review again: with the binding gone, 403.
-	resp, err := http.PostForm(s.proxy.URL+"/v2/auth", url.Values{"grant_type": {"password"}, "username": {"stream-puller"},
-		"password": {sa}, "scope": {"repository:ci/ci-operator:pull"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ans struct {
-		RefreshToken string `json:"refresh_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&ans)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || ans.RefreshToken == "" {
-		t.Fatalf("password grant: %d", resp.StatusCode)
-	}
-	refresh := func() int {
-		resp, err := http.PostForm(s.proxy.URL+"/v2/auth", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ans.RefreshToken},
-			"scope": {"repository:ci/ci-operator:pull"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	refresh := s.refresher(t, "stream-puller", sa, "repository:ci/ci-operator:pull")
 	if code := refresh(); code != 200 {
 		t.Fatalf("refresh while allowed: %d", code)
 	}

@@ -130,14 +130,6 @@ type setup struct {
 // token of the deploy's service account.
 func start(t *testing.T, ctx context.Context, env map[string]string) *setup {
 	t.Helper()
-	reg, err := registrytest.Start(registrytest.Options{Repository: repo, Username: robotUser, Password: robotPass})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = reg.Close() })
-	if _, err := reg.PushRandomImage(ctx, tag, 2, 64<<10); err != nil {
-		t.Fatal(err)
-	}
 	saToken, err := cluster.ServiceAccountToken(ctx, "qci", "qci-appci", nil, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -146,15 +138,40 @@ func start(t *testing.T, ctx context.Context, env map[string]string) *setup {
 	if err := cluster.WriteKubeconfig(kc, saToken); err != nil {
 		t.Fatal(err)
 	}
-	full := map[string]string{
-		"QCI_UPSTREAM_URL": reg.URL(), "QCI_ROBOT_USERNAME": robotUser, "QCI_ROBOT_PASSWORD": robotPass,
-		"QCI_SIGNING_KEY": "kube-e2e-signing-key-0123456789abcdef0123", "QCI_KUBECONFIG": kc,
-		"QCI_REVIEW_CACHE_TTL": "1s",
-	}
+	full := map[string]string{"QCI_KUBECONFIG": kc}
 	for k, v := range env {
 		full[k] = v
 	}
-	return &setup{reg: reg, proxy: proxyproc.Start(t, binary, full)}
+	return startWithEnv(t, ctx, full)
+}
+
+// refresher logs user in with a password grant for scope and returns a
+// function that answers the status of a refresh with the refresh token
+// it got.
+func (s *setup) refresher(t *testing.T, user, password, scope string) (refresh func() int) {
+	t.Helper()
+	resp, err := http.PostForm(s.proxy.URL+"/v2/auth", url.Values{"grant_type": {"password"}, "username": {user},
+		"password": {password}, "scope": {scope}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&ans)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || ans.RefreshToken == "" {
+		t.Fatalf("password grant: %d", resp.StatusCode)
+	}
+	return func() int {
+		resp, err := http.PostForm(s.proxy.URL+"/v2/auth", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ans.RefreshToken},
+			"scope": {scope}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
 }
 
 // login answers the status of a GET /v2/auth with Basic credentials.
@@ -314,28 +331,7 @@ func TestRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.PostForm(s.proxy.URL+"/v2/auth", url.Values{"grant_type": {"password"}, "username": {"refresher"},
-		"password": {refresher}, "scope": {"repository:" + repo + ":pull"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ans struct {
-		RefreshToken string `json:"refresh_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&ans)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || ans.RefreshToken == "" {
-		t.Fatalf("password grant: %d", resp.StatusCode)
-	}
-	refresh := func() int {
-		resp, err := http.PostForm(s.proxy.URL+"/v2/auth", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ans.RefreshToken},
-			"scope": {"repository:" + repo + ":pull"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	refresh := s.refresher(t, "refresher", refresher, "repository:"+repo+":pull")
 	if code := refresh(); code != 200 {
 		t.Fatalf("refresh while allowed: %d", code)
 	}
