@@ -1,8 +1,6 @@
 package deploy_test
 
 import (
-	"archive/tar"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,33 +82,7 @@ func TestImage(t *testing.T) {
 	if cfg.Config.User != "65532" || len(cfg.Config.Entrypoint) != 1 || cfg.OS != "linux" {
 		t.Errorf("image config %+v", cfg.Config)
 	}
-	entry := strings.TrimPrefix(cfg.Config.Entrypoint[0], "/")
-	bin := filepath.Join(t.TempDir(), "qci-appci")
-	layers, _ := img.Layers()
-	found := false
-	for _, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if err != nil {
-				break
-			}
-			if strings.TrimPrefix(h.Name, "/") == entry {
-				f, _ := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-				_, _ = io.Copy(f, tr)
-				f.Close()
-				found = true
-			}
-		}
-		rc.Close()
-	}
-	if !found {
-		t.Fatalf("entrypoint %s not in the image", entry)
-	}
+	bin := extractFile(t, img, cfg.Config.Entrypoint[0]) // fails the test when the entrypoint is not in the image
 	v, err := exec.Command(bin, "-version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(v), "qci-appci ") || strings.TrimSpace(string(v)) == "qci-appci" {
 		t.Errorf("the image's binary: %q %v", v, err)
