@@ -75,64 +75,10 @@ func (r *Registry) PushRandomIndex(ctx context.Context, tag string) (v1.ImageInd
 }
 
 // PushBlob streams size pseudo-random bytes into the repository as one blob
-// (monolithic upload: POST, PATCH, PUT) without holding them in memory, and
-// returns its digest.
+// in a single PATCH (POST, PATCH, PUT) without holding them in memory, and
+// returns its digest: PushBlobInChunks with one chunk.
 func (r *Registry) PushBlob(ctx context.Context, size int64) (v1.Hash, error) {
-	tok, err := r.pushToken(ctx)
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	do := func(method, u string, body io.Reader, length int64) (*http.Response, error) {
-		req, err := http.NewRequestWithContext(ctx, method, u, body)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-		if body != nil {
-			req.ContentLength = length
-			req.Header.Set("Content-Type", "application/octet-stream")
-		}
-		return http.DefaultClient.Do(req)
-	}
-	resp, err := do(http.MethodPost, r.URL()+"/v2/"+r.opts.Repository+"/blobs/uploads/", nil, 0)
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("registrytest: start upload: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return v1.Hash{}, fmt.Errorf("registrytest: start upload: %s", resp.Status)
-	}
-	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("registrytest: upload location: %w", err)
-	}
-	h := sha256.New()
-	src := io.TeeReader(io.LimitReader(randomReader(size), size), h)
-	resp, err = do(http.MethodPatch, loc.String(), src, size)
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("registrytest: upload: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return v1.Hash{}, fmt.Errorf("registrytest: upload: %s", resp.Status)
-	}
-	digest := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
-	loc, err = resp.Request.URL.Parse(resp.Header.Get("Location"))
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("registrytest: upload location: %w", err)
-	}
-	q := loc.Query()
-	q.Set("digest", digest.String())
-	loc.RawQuery = q.Encode()
-	resp, err = do(http.MethodPut, loc.String(), nil, 0)
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("registrytest: finish upload: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return v1.Hash{}, fmt.Errorf("registrytest: finish upload: %s", resp.Status)
-	}
-	return digest, nil
+	return r.PushBlobInChunks(ctx, size, max(size, 1))
 }
 
 func (r *Registry) pushToken(ctx context.Context) (string, error) {
