@@ -74,6 +74,18 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if err := serveUntil(ctx, srv, ln, DrainTimeout, func() {
+		log.Info("shutting down: draining in-flight requests", "timeout", DrainTimeout.String())
+	}); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// serveUntil serves srv on ln until ctx is done (calling stopping then),
+// then shuts it down, letting requests in flight finish for up to drain.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Duration, stopping func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -81,8 +93,8 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests", "timeout", DrainTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+	stopping()
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("drain: %w", err)
@@ -90,7 +102,6 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
-	log.Info("stopped")
 	return nil
 }
 
