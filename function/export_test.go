@@ -11,10 +11,11 @@ import (
 // SecretReloadInterval, whose re-reads follow now instead of the wall
 // clock, so that a test decides when the interval has passed.
 func NewWithSecretClock(cfg config.Config, now func() time.Time) (http.Handler, error) {
-	if err := cfg.Validate(); err != nil {
+	parsed, err := cfg.Parse()
+	if err != nil {
 		return nil, err
 	}
-	r, err := newReloading(cfg, now)
+	r, err := newReloading(cfg, parsed, now)
 	if err != nil {
 		return nil, err
 	}

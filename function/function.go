@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/qci-appci/qci-appci/function/auth"
-	"github.com/qci-appci/qci-appci/function/clusterconfig"
 	"github.com/qci-appci/qci-appci/function/clusterroute"
 	"github.com/qci-appci/qci-appci/function/config"
 	"github.com/qci-appci/qci-appci/function/login"
@@ -29,21 +28,24 @@ import (
 	"github.com/qci-appci/qci-appci/function/upstream"
 )
 
-// New validates cfg and returns the function's handler. It contacts
-// nothing: the upstream token and the cluster clients come on first use.
-// The secrets in cfg.SecretFiles are re-read when their files change.
+// New validates cfg and returns the function's handler, built from what
+// the validation parsed (cfg.Parse): a cfg from config.Load is built from
+// the clusters file as Load read it, not read again. It contacts nothing:
+// the upstream token and the cluster clients come on first use. The
+// secrets in cfg.SecretFiles are re-read when their files change.
 func New(cfg config.Config) (http.Handler, error) {
-	if err := cfg.Validate(); err != nil {
+	parsed, err := cfg.Parse()
+	if err != nil {
 		return nil, err
 	}
 	if len(cfg.SecretFiles) > 0 && cfg.SecretReloadInterval.Duration > 0 { // secrets given as files: re-read when they change
-		r, err := newReloading(cfg, nil)
+		r, err := newReloading(cfg, parsed, nil)
 		if err != nil {
 			return nil, err
 		}
 		return r, nil
 	}
-	p, err := newParts(cfg)
+	p, err := newParts(cfg, parsed)
 	if err != nil {
 		return nil, err
 	}
@@ -68,39 +70,24 @@ type parts struct {
 	manifests   *manifestcache.Cache
 }
 
-// newParts builds the parts of cfg that do not depend on its secrets.
-func newParts(cfg config.Config) (*parts, error) {
+// newParts builds the parts of cfg that do not depend on its secrets,
+// from parsed, what cfg.Parse made of cfg.
+func newParts(cfg config.Config, parsed config.Parsed) (*parts, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
-	}
-	public, err := publicurl.New(cfg.ExposedURL)
-	if err != nil {
-		return nil, fmt.Errorf("function: %w", err)
-	}
-	upstreamURL, err := url.Parse(strings.TrimSuffix(cfg.UpstreamURL, "/"))
-	if err != nil {
-		return nil, fmt.Errorf("function: upstream URL: %w", err)
-	}
-	open, err := policy.ParseOpen(cfg.OpenImages)
-	if err != nil {
-		return nil, fmt.Errorf("function: %w", err)
 	}
 	policyOpts := policy.Options{
 		Upstream:      cfg.UpstreamRepository,
 		Flat:          cfg.FlatRepository,
 		FlatNamespace: cfg.AuthzNamespace,
-		Open:          open,
+		Open:          parsed.OpenImages,
 		CacheTTL:      min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
 		Metrics:       cfg.Metrics,
 	}
 	var cluster auth.ClusterLogin
-	if cfg.ClustersFile != "" {
-		clusters, err := clusterconfig.Load(cfg.ClustersFile)
-		if err != nil {
-			return nil, fmt.Errorf("function: %s: %w", cfg.ClustersFile, err)
-		}
-		rt := clusterroute.New(clusters, clusterroute.Options{
+	if parsed.Clusters != nil {
+		rt := clusterroute.New(parsed.Clusters, clusterroute.Options{
 			CacheTTL: min(cfg.ReviewCacheTTL.Duration, cfg.TokenTTL.Duration),
 			Logger:   log,
 			Metrics:  cfg.Metrics,
@@ -126,8 +113,8 @@ func newParts(cfg config.Config) (*parts, error) {
 	}
 	return &parts{
 		log:         log,
-		public:      public,
-		upstreamURL: upstreamURL,
+		public:      parsed.Public,
+		upstreamURL: parsed.UpstreamURL,
 		base:        upstream.NewTransport(),
 		policy:      policy.New(policyOpts),
 		cluster:     cluster,

@@ -40,16 +40,16 @@ type reloading struct {
 	secrets *secrets      // what current was built from cfg's secrets
 }
 
-// newReloading builds the handler of cfg, which New validated and whose
-// SecretFiles are watched; now is the clock of the re-reads (nil:
-// time.Now).
-func newReloading(cfg config.Config, now func() time.Time) (*reloading, error) {
+// newReloading builds the handler of cfg, which New validated into parsed
+// and whose SecretFiles are watched; now is the clock of the re-reads
+// (nil: time.Now).
+func newReloading(cfg config.Config, parsed config.Parsed, now func() time.Time) (*reloading, error) {
 	files, err := secretfile.New(cfg.SecretFiles, cfg.SecretReloadInterval.Duration, now)
 	if err != nil {
 		return nil, err
 	}
 	cfg.SecretFiles = nil
-	p, err := newParts(cfg)
+	p, err := newParts(cfg, parsed)
 	if err != nil {
 		return nil, err
 	}

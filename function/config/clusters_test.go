@@ -75,3 +75,57 @@ func TestClustersFileMissing(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestClustersFileReadOnce: Load reads the clusters file, and Parse of
+// what Load returned (as function.New does) uses what Load read: the file
+// renamed its cluster or gone since makes no difference. Another path, or
+// a configuration built by hand, is read.
+func TestClustersFileReadOnce(t *testing.T) {
+	setValid(t)
+	path := writeClusters(t, "clusters:\n- name: a\n  kubeconfig: KUBECONFIG\n")
+	t.Setenv("QCI_CLUSTERS_FILE", path)
+	c, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	namesOf := func(c config.Config) []string {
+		t.Helper()
+		p, err := c.Parse()
+		if err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		var names []string
+		for _, cl := range p.Clusters.Clusters {
+			names = append(names, cl.Name)
+		}
+		return names
+	}
+	if err := os.WriteFile(path, []byte("clusters:\n- name: b\n  inCluster: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := namesOf(c); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("Parse after Load, the file since changed: clusters %q, want Load's [a]", got)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := namesOf(c); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("Parse after Load, the file since removed: clusters %q, want Load's [a]", got)
+	}
+
+	other := writeClusters(t, "clusters:\n- name: c\n  inCluster: true\n")
+	c.ClustersFile = other
+	if got := namesOf(c); !slices.Equal(got, []string{"c"}) {
+		t.Errorf("Parse of another path: clusters %q, want its [c]", got)
+	}
+	byHand := config.Defaults()
+	byHand.RobotUsername, byHand.RobotPassword, byHand.SigningKey = "u", "p", key
+	byHand.ClustersFile = other
+	if got := namesOf(byHand); !slices.Equal(got, []string{"c"}) {
+		t.Errorf("Parse of a configuration built by hand: clusters %q, want the file's [c]", got)
+	}
+	byHand.ClustersFile = path // removed: read, and its problem reported
+	if err := byHand.Validate(); err == nil || !strings.Contains(err.Error(), "QCI_CLUSTERS_FILE "+path+": open ") {
+		t.Errorf("Validate of a removed clusters file: %v", err)
+	}
+}

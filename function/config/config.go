@@ -21,6 +21,8 @@ import (
 	"github.com/qci-appci/qci-appci/function/clusterconfig"
 	"github.com/qci-appci/qci-appci/function/loginlimit"
 	"github.com/qci-appci/qci-appci/function/metrics"
+	"github.com/qci-appci/qci-appci/function/policy"
+	"github.com/qci-appci/qci-appci/function/publicurl"
 	"github.com/qci-appci/qci-appci/function/registry"
 )
 
@@ -51,7 +53,8 @@ func NewDuration(d time.Duration) Duration { return Duration{Duration: d, raw: d
 const Prefix = "QCI"
 
 // Config is the whole configuration of one instance. Its zero value is not
-// usable: build it with Load, or fill it and call Validate.
+// usable: build it with Load, or fill it and call Validate (or Parse, which
+// also returns what the function is built from).
 //
 // Every field but those tagged ignored:"true" carries an envconfig tag and
 // is read from QCI_<tag> only (or <tag>, with noprefix:"true"); a field
@@ -133,6 +136,32 @@ type Config struct {
 	// variable name (QCI_ROBOT_PASSWORD); Load fills it. The function
 	// re-reads them when they change (see function/secretfile).
 	SecretFiles map[string]string `ignored:"true"`
+
+	// clusters is the clusters file as Load or Parse read it; a later
+	// Parse of the same ClustersFile uses it instead of reading again.
+	clusters *clustersRead
+}
+
+// clustersRead is the clusters file at path, read and validated.
+type clustersRead struct {
+	path string
+	file *clusterconfig.File
+}
+
+// Parsed are the values Parse made of the settings that are more than a
+// string or a number: what the function is built from, so that no setting
+// is parsed a second time and nothing that validated can fail to build.
+type Parsed struct {
+	// UpstreamURL is QCI_UPSTREAM_URL, without a trailing "/".
+	UpstreamURL *url.URL
+	// Public resolves the public URL: QCI_EXPOSED_URL, or when unset each
+	// request's host.
+	Public publicurl.Resolver
+	// OpenImages are QCI_OPEN_IMAGES.
+	OpenImages policy.Open
+	// Clusters is QCI_CLUSTERS_FILE as read once (see Parse); nil when
+	// unset.
+	Clusters *clusterconfig.File
 }
 
 // Port is a TCP port number; a value that is not a number decodes to -1, so
@@ -274,7 +303,7 @@ func Load() (Config, error) {
 			problems = append(problems, p)
 		}
 	}
-	if err := c.validate(problems); err != nil {
+	if _, err := c.validate(problems); err != nil {
 		return c, err
 	}
 	c.SecretFiles = secretFiles()
@@ -431,10 +460,23 @@ func readSecretFile(env string, value *Secret) string {
 	return ""
 }
 
-// Validate checks a configuration built by hand; Load calls it.
-func (c *Config) Validate() error { return c.validate(nil) }
+// Validate checks a configuration built by hand, as Load checks what it
+// reads: Parse without its result.
+func (c *Config) Validate() error {
+	_, err := c.Parse()
+	return err
+}
 
-func (c *Config) validate(problems []string) error {
+// Parse checks c and returns what it parsed, or an *Error listing every
+// problem. The clusters file is read once: Load, or the first Parse, keeps
+// what it read and validated in c (and so in its copies), and a Parse of
+// the same ClustersFile later uses that, so that function.New builds the
+// clusters that start-up validated even if the file has changed or gone
+// since.
+func (c *Config) Parse() (Parsed, error) { return c.validate(nil) }
+
+func (c *Config) validate(problems []string) (Parsed, error) {
+	var p Parsed
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	if c.Port <= 0 || c.Port > 65535 {
 		bad("PORT must be a number from 1 to 65535")
@@ -443,12 +485,17 @@ func (c *Config) validate(problems []string) error {
 		bad("%s_METRICS_PORT must be a number from 0 (metrics off) to 65535", Prefix)
 	}
 	if c.ExposedURL != "" {
-		if err := checkBaseURL(c.ExposedURL); err != nil {
+		if u, err := checkBaseURL(c.ExposedURL); err != nil {
 			bad("%s_EXPOSED_URL: %v", Prefix, err)
+		} else {
+			p.Public = publicurl.FromURL(u)
 		}
 	}
-	if err := checkBaseURL(c.UpstreamURL); err != nil {
+	if u, err := checkBaseURL(c.UpstreamURL); err != nil {
 		bad("%s_UPSTREAM_URL: %v", Prefix, err)
+	} else {
+		u.Path, u.RawPath = "", "" // "/" at most
+		p.UpstreamURL = u
 	}
 	if !registry.ValidRepository(c.UpstreamRepository) {
 		bad("%s_UPSTREAM_REPOSITORY %q is not a repository name", Prefix, c.UpstreamRepository)
@@ -494,7 +541,9 @@ func (c *Config) validate(problems []string) error {
 		}
 	}
 	if c.ClustersFile != "" {
-		problems = append(problems, c.clustersFileProblems()...)
+		var fileProblems []string
+		p.Clusters, fileProblems = c.clustersFile()
+		problems = append(problems, fileProblems...)
 	}
 	if c.ManifestCacheBytes.err != nil {
 		bad("%s_MANIFEST_CACHE_BYTES %q is not a size in bytes (e.g. 8MiB, 0 for off)", Prefix, c.ManifestCacheBytes.raw)
@@ -504,10 +553,17 @@ func (c *Config) validate(problems []string) error {
 			bad("%s_UPSTREAM_TOKEN_HOSTS: %v", Prefix, err)
 		}
 	}
-	for _, e := range c.OpenImages {
-		if _, isStream := registry.ParseImageStream(e); !isStream && !registry.ValidNamespace(e) {
-			bad("%s_OPEN_IMAGES: %q is neither a namespace nor <namespace>/<image stream> (a name without \"_\")", Prefix, e)
+	open, err := policy.ParseOpen(c.OpenImages)
+	var oe *policy.OpenError
+	switch {
+	case errors.As(err, &oe):
+		for _, o := range oe.Problems {
+			bad("%s_OPEN_IMAGES: %s", Prefix, o)
 		}
+	case err != nil:
+		bad("%s_OPEN_IMAGES: %v", Prefix, err)
+	default:
+		p.OpenImages = open
 	}
 	if r := float64(c.LoginRate); !(r > 0) || math.IsInf(r, 0) {
 		bad("%s_LOGIN_RATE must be a positive number of failed logins a second", Prefix)
@@ -519,14 +575,15 @@ func (c *Config) validate(problems []string) error {
 		bad("%s_CLIENT_IP_HEADER %q is not a header name", Prefix, c.ClientIPHeader)
 	}
 	if len(problems) > 0 {
-		return &Error{Problems: problems}
+		return Parsed{}, &Error{Problems: problems}
 	}
-	return nil
+	return p, nil
 }
 
-// clustersFileProblems checks QCI_CLUSTERS_FILE: not together with the
-// single-cluster variables, and a file that loads and validates.
-func (c *Config) clustersFileProblems() []string {
+// clustersFile checks QCI_CLUSTERS_FILE: not together with the
+// single-cluster variables, and a file that loads and validates, read
+// unless c holds it already (see Parse).
+func (c *Config) clustersFile() (*clusterconfig.File, []string) {
 	var problems []string
 	var single []string
 	if c.Kubeconfig != "" {
@@ -542,16 +599,22 @@ func (c *Config) clustersFileProblems() []string {
 		problems = append(problems, fmt.Sprintf("%s_CLUSTERS_FILE and %s are both set: the clusters file names each cluster's kubeconfig, namespace and audiences; set one",
 			Prefix, strings.Join(single, ", ")))
 	}
-	if _, err := clusterconfig.Load(c.ClustersFile); err != nil {
+	if c.clusters != nil && c.clusters.path == c.ClustersFile {
+		return c.clusters.file, problems
+	}
+	f, err := clusterconfig.Load(c.ClustersFile)
+	if err != nil {
 		var ce *clusterconfig.Error
 		if !errors.As(err, &ce) {
-			return append(problems, fmt.Sprintf("%s_CLUSTERS_FILE %s: %v", Prefix, c.ClustersFile, err))
+			return nil, append(problems, fmt.Sprintf("%s_CLUSTERS_FILE %s: %v", Prefix, c.ClustersFile, err))
 		}
 		for _, p := range ce.Problems {
 			problems = append(problems, fmt.Sprintf("%s_CLUSTERS_FILE %s: %s", Prefix, c.ClustersFile, p))
 		}
+		return nil, problems
 	}
-	return problems
+	c.clusters = &clustersRead{path: c.ClustersFile, file: f}
+	return f, problems
 }
 
 // Error lists every problem found in a configuration.
@@ -583,21 +646,23 @@ func validHeaderName(s string) bool {
 	return s != ""
 }
 
-func checkBaseURL(raw string) error {
+// checkBaseURL parses raw, which must be scheme://host[:port] with an
+// http or https scheme and at most "/" for a path.
+func checkBaseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%q is not a URL: %w", raw, err)
+		return nil, fmt.Errorf("%q is not a URL: %w", raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q must start with http:// or https://", raw)
+		return nil, fmt.Errorf("%q must start with http:// or https://", raw)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%q has no host", raw)
+		return nil, fmt.Errorf("%q has no host", raw)
 	}
 	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q must be scheme://host[:port] only", raw)
+		return nil, fmt.Errorf("%q must be scheme://host[:port] only", raw)
 	}
-	return nil
+	return u, nil
 }
 
 // checkHost accepts "host" or "host:port" and nothing more.

@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -59,5 +61,32 @@ func TestManifestCacheBytes(t *testing.T) {
 		if _, err := config.Load(); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "QCI_MANIFEST_CACHE_BYTES") {
 			t.Errorf("%q: err = %v, want one naming QCI_MANIFEST_CACHE_BYTES", bad, err)
 		}
+	}
+}
+
+// TestParsedURLs: Parse returns the URLs it checked, ready to build from:
+// the upstream without its trailing "/", the exposed URL's scheme and host.
+func TestParsedURLs(t *testing.T) {
+	setValid(t)
+	t.Setenv("QCI_UPSTREAM_URL", "https://Quay.example:8443/")
+	t.Setenv("QCI_EXPOSED_URL", "HTTPS://registry.ci.example.com")
+	c, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.UpstreamURL.String(); got != "https://Quay.example:8443" {
+		t.Errorf("upstream URL %q, want https://Quay.example:8443", got)
+	}
+	r := httptest.NewRequest(http.MethodGet, "http://elsewhere.example/v2/", nil)
+	if scheme, host, ok := p.Public.Resolve(r); !p.Public.Fixed() || !ok || scheme != "https" || host != "registry.ci.example.com" {
+		t.Errorf("public URL resolves to %s://%s (fixed %v, ok %v), want https://registry.ci.example.com", scheme, host, p.Public.Fixed(), ok)
+	}
+	c.ExposedURL = ""
+	if p, err = c.Parse(); err != nil || p.Public.Fixed() {
+		t.Errorf("no exposed URL: fixed %v, %v; want each request's host", p.Public.Fixed(), err)
 	}
 }

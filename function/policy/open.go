@@ -18,35 +18,34 @@ type Open struct {
 }
 
 // ParseOpen parses entries, each a namespace ("ci") or an image stream
-// ("ci/ci-operator") as the image-stream repositories name them. It lists
-// every bad entry in one error.
+// ("ci/ci-operator") as the image-stream repositories name them; an empty
+// entry is neither. It lists every bad entry in one *OpenError.
 func ParseOpen(entries []string) (Open, error) {
 	var o Open
 	var bad []string
 	for _, e := range entries {
-		if e == "" {
+		if s, ok := registry.ParseImageStream(e); ok {
+			o.streams = append(o.streams, s)
 			continue
 		}
-		if !strings.Contains(e, "/") {
-			if !registry.ValidNamespace(e) {
-				bad = append(bad, fmt.Sprintf("%q is not a namespace", e))
-				continue
-			}
+		if registry.ValidNamespace(e) {
 			o.namespaces = append(o.namespaces, e)
 			continue
 		}
-		s, ok := registry.ParseImageStream(e)
-		if !ok {
-			bad = append(bad, fmt.Sprintf("%q is not <namespace>/<image stream> (a name without \"_\")", e))
-			continue
-		}
-		o.streams = append(o.streams, s)
+		bad = append(bad, fmt.Sprintf("%q is neither a namespace nor <namespace>/<image stream> (a name without \"_\")", e))
 	}
 	if len(bad) > 0 {
-		return Open{}, fmt.Errorf("open images: %s", strings.Join(bad, "; "))
+		return Open{}, &OpenError{Problems: bad}
 	}
 	return o, nil
 }
+
+// OpenError lists the entries ParseOpen refused, one problem each, in
+// their order.
+type OpenError struct{ Problems []string }
+
+// Error joins the problems into one message.
+func (e *OpenError) Error() string { return "open images: " + strings.Join(e.Problems, "; ") }
 
 // Allows reports whether s is open: its namespace, or s itself, is listed.
 func (o Open) Allows(s registry.ImageStream) bool {

@@ -300,7 +300,7 @@ func TestReviewsRunConcurrently(t *testing.T) {
 }
 
 func TestParseOpen(t *testing.T) {
-	o, err := policy.ParseOpen([]string{"ci", "ocp/release", ""})
+	o, err := policy.ParseOpen([]string{"ci", "ocp/release"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,9 +314,19 @@ func TestParseOpen(t *testing.T) {
 			t.Errorf("Allows(%+v) = %v", s, !want)
 		}
 	}
-	_, err = policy.ParseOpen([]string{"Ci", "a/b/c", "ci/a_b", "ok"})
-	if err == nil || !strings.Contains(err.Error(), `"Ci"`) || !strings.Contains(err.Error(), `"a/b/c"`) || !strings.Contains(err.Error(), `"ci/a_b"`) {
-		t.Errorf("ParseOpen of bad entries: %v", err)
+	_, err = policy.ParseOpen([]string{"Ci", "a/b/c", "ok", "", "ci/a_b"})
+	var oe *policy.OpenError
+	if !errors.As(err, &oe) {
+		t.Fatalf("ParseOpen of bad entries: %v, want an *OpenError", err)
+	}
+	// Every bad entry, the empty one too, in order; never a good one.
+	var named []string
+	for _, p := range oe.Problems {
+		e, _, _ := strings.Cut(strings.TrimPrefix(p, `"`), `"`)
+		named = append(named, e)
+	}
+	if want := []string{"Ci", "a/b/c", "", "ci/a_b"}; !slices.Equal(named, want) {
+		t.Errorf("problems %q name %q, want %q", oe.Problems, named, want)
 	}
 	if (policy.Open{}).Allows(registry.ImageStream{Namespace: "ci", Name: "x"}) {
 		t.Error("the zero Open opens something")

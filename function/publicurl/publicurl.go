@@ -24,8 +24,12 @@ func New(exposed string) (Resolver, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return Resolver{}, fmt.Errorf("publicurl: %q is not an http(s) URL", exposed)
 	}
-	return Resolver{scheme: u.Scheme, host: u.Host}, nil
+	return FromURL(u), nil
 }
+
+// FromURL returns the Resolver of the exposed URL u, already parsed and
+// checked to be http or https with a host, as New checks it.
+func FromURL(u *url.URL) Resolver { return Resolver{scheme: u.Scheme, host: u.Host} }
 
 // Fixed reports whether the public URL is configured rather than per request.
 func (r Resolver) Fixed() bool { return r.host != "" }
