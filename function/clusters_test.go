@@ -23,6 +23,7 @@ import (
 
 	"github.com/qci-appci/qci-appci/function"
 	"github.com/qci-appci/qci-appci/function/config"
+	"github.com/qci-appci/qci-appci/function/login"
 	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/test/clustertest"
 	"github.com/qci-appci/qci-appci/test/logbuffer"
@@ -260,8 +261,8 @@ func TestAllowListRefreshTakesNoReviewSlot(t *testing.T) {
 	e.a.AddToken(aliceOfA, clustertest.User{Name: "alice"})
 	e.a.Allow("alice")
 	refreshTokens := map[string]string{}
-	for cluster, login := range map[string][2]string{"a": {"alice", aliceOfA}, "b": {"builder", builder}} {
-		resp, ans, body := e.postForm(url.Values{"grant_type": {"password"}, "username": {login[0]}, "password": {login[1]},
+	for cluster, cred := range map[string][2]string{"a": {"alice", aliceOfA}, "b": {"builder", builder}} {
+		resp, ans, body := e.postForm(url.Values{"grant_type": {"password"}, "username": {cred[0]}, "password": {cred[1]},
 			"scope": {"repository:" + repo + ":pull"}})
 		if resp.StatusCode != 200 || ans.RefreshToken == "" {
 			t.Fatalf("login at %s: %d %s", cluster, resp.StatusCode, body)
@@ -272,7 +273,7 @@ func TestAllowListRefreshTakesNoReviewSlot(t *testing.T) {
 
 	// Every review slot of both clusters is held by a login of a token
 	// not seen before, waiting on its TokenReview.
-	const slots = 32 // login.DefaultMaxReviews
+	const slots = login.DefaultMaxReviews
 	var held sync.WaitGroup
 	var releases []func()
 	bogusOfA := func(i int) string { return fmt.Sprintf("sha256~bogus-%d", i) }
@@ -315,6 +316,21 @@ func TestAllowListRefreshTakesNoReviewSlot(t *testing.T) {
 	}
 	if n := len(e.b.SubjectAccessReviews()); n != sarsB {
 		t.Errorf("the allow-list refresh sent %d SubjectAccessReviews, want none", n-sarsB)
+	}
+	families, err := e.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if f.GetName() == "qci_cluster_reviews_total" && labels["cluster"] == "b" && labels["kind"] == "subject_access_review" {
+				t.Errorf("a SubjectAccessReview of the allow-list cluster was counted: %v", labels)
+			}
+		}
 	}
 	for _, release := range releases {
 		release()
