@@ -4,10 +4,11 @@
 // the auth handler answers 429 before any cluster review for it.
 //
 // Memory is bounded: each LRU (a keyedrate.Buckets) keeps at most Size
-// keys, and a key evicted by newer ones starts again with a full bucket. That is the trade-off of a
-// fixed size (as in tailscale's util/limiter), and one reason to limit by
-// address and by username separately: rotating usernames does not free an
-// address, and many addresses with one username stay limited by it.
+// keys, and a key evicted by newer ones starts again with a full bucket.
+// That is the trade-off of a fixed size (as in tailscale's util/limiter),
+// and one reason to limit by address and by username separately: rotating
+// usernames does not free an address, and many addresses with one username
+// stay limited by it.
 //
 // Time is a parameter of every call, so tests step an explicit now.
 package loginlimit
