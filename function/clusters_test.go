@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 
 	"github.com/qci-appci/qci-appci/function"
 	"github.com/qci-appci/qci-appci/function/config"
+	"github.com/qci-appci/qci-appci/function/login"
 	"github.com/qci-appci/qci-appci/function/metrics"
 	"github.com/qci-appci/qci-appci/test/clustertest"
 	"github.com/qci-appci/qci-appci/test/logbuffer"
@@ -242,4 +245,95 @@ qci_cluster_reviews_total{cluster="b",kind="token_review",result="error"} 1
 	if err := testutil.GatherAndCompare(e.metrics, strings.NewReader(want), "qci_cluster_reviews_total"); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestAllowListRefreshTakesNoReviewSlot: a refresh of a user of a cluster
+// whose authorization is an allow list is decided in memory, so it
+// succeeds while every review slot of that cluster is held by logins
+// waiting on a slow API server, and asks the cluster nothing; a refresh of
+// a user of a namespace-review cluster needs a slot and is refused 503 at
+// once.
+func TestAllowListRefreshTakesNoReviewSlot(t *testing.T) {
+	e := newTwoClusterEnvWith(t, "{allow: {namespaces: [ci]}}")
+	builder := jwtNaming("https://b.example", "system:serviceaccount:ci:builder")
+	e.b.AddToken(builder, clustertest.User{Name: "system:serviceaccount:ci:builder", UID: "uid-builder"}, "https://registry.ci.example.com")
+	aliceOfA := "sha256~alice-of-a"
+	e.a.AddToken(aliceOfA, clustertest.User{Name: "alice"})
+	e.a.Allow("alice")
+	refreshTokens := map[string]string{}
+	for cluster, cred := range map[string][2]string{"a": {"alice", aliceOfA}, "b": {"builder", builder}} {
+		resp, ans, body := e.postForm(url.Values{"grant_type": {"password"}, "username": {cred[0]}, "password": {cred[1]},
+			"scope": {"repository:" + repo + ":pull"}})
+		if resp.StatusCode != 200 || ans.RefreshToken == "" {
+			t.Fatalf("login at %s: %d %s", cluster, resp.StatusCode, body)
+		}
+		refreshTokens[cluster] = ans.RefreshToken
+	}
+	sarsB := len(e.b.SubjectAccessReviews())
+
+	// Every review slot of both clusters is held by a login of a token
+	// not seen before, waiting on its TokenReview.
+	const slots = login.DefaultMaxReviews
+	var held sync.WaitGroup
+	var releases []func()
+	bogusOfA := func(i int) string { return fmt.Sprintf("sha256~bogus-%d", i) }
+	bogusOfB := func(i int) string {
+		return jwtNaming("https://b.example", fmt.Sprintf("system:serviceaccount:ci:bogus-%d", i))
+	}
+	for _, c := range []struct {
+		s     *clustertest.Server
+		token func(i int) string
+	}{{e.a, bogusOfA}, {e.b, bogusOfB}} {
+		arrived, release := c.s.HoldReviews()
+		t.Cleanup(release)
+		releases = append(releases, release)
+		for i := range slots {
+			req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/v2/auth", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.SetBasicAuth("bogus", c.token(i))
+			held.Go(func() {
+				if resp, err := e.srv.Client().Do(req); err == nil {
+					_ = resp.Body.Close()
+				}
+			})
+		}
+		for range slots {
+			<-arrived
+		}
+	}
+	refresh := func(cluster string) (int, []byte) {
+		resp, _, body := e.postForm(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshTokens[cluster]},
+			"scope": {"repository:" + repo + ":pull"}})
+		return resp.StatusCode, body
+	}
+	if code, body := refresh("b"); code != 200 {
+		t.Errorf("refresh of an allow-listed user with every slot held: %d %s, want 200", code, body)
+	}
+	if code, body := refresh("a"); code != 503 || !strings.Contains(string(body), "too many logins are being checked") {
+		t.Errorf("refresh needing a namespace review with every slot held: %d %s, want 503 busy", code, body)
+	}
+	if n := len(e.b.SubjectAccessReviews()); n != sarsB {
+		t.Errorf("the allow-list refresh sent %d SubjectAccessReviews, want none", n-sarsB)
+	}
+	families, err := e.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if f.GetName() == "qci_cluster_reviews_total" && labels["cluster"] == "b" && labels["kind"] == "subject_access_review" {
+				t.Errorf("a SubjectAccessReview of the allow-list cluster was counted: %v", labels)
+			}
+		}
+	}
+	for _, release := range releases {
+		release()
+	}
+	held.Wait()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -16,6 +17,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -255,6 +257,55 @@ func TestAllowListNeedsNoSubjectAccessReview(t *testing.T) {
 	if n := len(tc.b.TokenReviews()); n != 2 {
 		t.Errorf("%d TokenReviews, want 2: the list does not replace authentication", n)
 	}
+}
+
+// TestAllowListRefreshIsDecidedWithoutAReviewSlot: re-authorizing a user
+// of an allow-list cluster (a refresh) is decided in memory, so it is
+// neither refused ErrBusy while every review slot of that cluster is held
+// nor sent to the cluster; a user no longer on the list (a refresh token
+// issued before the list changed) is still denied. A namespace-review
+// cluster with every slot held refuses its refresh ErrBusy.
+func TestAllowListRefreshIsDecidedWithoutAReviewSlot(t *testing.T) {
+	tc := newTwo(t, func(_ *twoClusters, f *clusterconfig.File) {
+		f.Clusters[1].Authorization = clusterconfig.Authorization{Allow: &clusterconfig.Allow{ServiceAccounts: []string{"ci/b-puller"}}}
+	})
+	ctx := context.Background()
+	var held sync.WaitGroup
+	var releases []func()
+	for _, c := range []struct {
+		s      *clustertest.Server
+		issuer string
+	}{{tc.a, issuerA}, {tc.b, issuerB}} {
+		arrived, release := c.s.HoldReviews()
+		t.Cleanup(release)
+		for i := range login.DefaultMaxReviews {
+			tok := fakeJWT(c.issuer, fmt.Sprintf("system:serviceaccount:ci:bogus-%d", i))
+			held.Go(func() { _, _ = tc.router.Login(ctx, tok) })
+		}
+		releases = append(releases, release)
+		for range login.DefaultMaxReviews {
+			<-arrived
+		}
+	}
+	if _, err := tc.router.Login(ctx, fakeJWT(issuerB, "system:serviceaccount:ci:one-more")); !errors.Is(err, login.ErrBusy) {
+		t.Fatalf("a login with every slot of B held: %v, want ErrBusy", err)
+	}
+	if err := tc.router.Authorize(ctx, login.Identity{Name: "system:serviceaccount:ci:b-puller", UID: "uid-b", Cluster: "b"}); err != nil {
+		t.Errorf("refresh of a listed service account with every slot held: %v", err)
+	}
+	if err := tc.router.Authorize(ctx, login.Identity{Name: "system:serviceaccount:ci:dropped", Cluster: "b"}); !errors.Is(err, login.ErrDenied) {
+		t.Errorf("refresh of a service account no longer listed: %v, want ErrDenied", err)
+	}
+	if err := tc.router.Authorize(ctx, login.Identity{Name: "system:serviceaccount:ci:a-puller", UID: "uid-a", Cluster: "a"}); !errors.Is(err, login.ErrBusy) {
+		t.Errorf("refresh needing a namespace review with every slot held: %v, want ErrBusy", err)
+	}
+	if n := len(tc.b.SubjectAccessReviews()); n != 0 {
+		t.Errorf("%d SubjectAccessReviews at the allow-list cluster", n)
+	}
+	for _, release := range releases {
+		release()
+	}
+	held.Wait()
 }
 
 // discoveryFront is a TLS server in front of a stand-in cluster that also

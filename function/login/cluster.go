@@ -247,18 +247,23 @@ func (c *Cluster) Login(ctx context.Context, token string) (Identity, error) {
 // Authorize re-authorizes id as Login does (the Authorize hook, or the
 // namespace review), never cached: a refresh re-authorizes the user. With
 // neither (no Namespace) it checks nothing: the refresh's scopes are
-// reviewed per image stream. It takes a review slot like Login.
+// reviewed per image stream. The namespace review takes a review slot like
+// Login (ErrBusy when none is free); the Authorize hook decides in memory,
+// so it takes no slot and never contacts the cluster.
 func (c *Cluster) Authorize(ctx context.Context, id Identity) error {
 	if id.Cluster != c.opts.Name {
 		// A refresh token of another cluster (one issued before the
 		// clusters changed, under the same signing keys): log in again.
 		return fmt.Errorf("%w: refresh token of cluster %q, not of this one (%q)", ErrBadCredentials, id.Cluster, c.opts.Name)
 	}
-	if c.opts.Authorize == nil && c.opts.Namespace == "" {
+	switch {
+	case c.opts.Authorize != nil:
+		return c.opts.Authorize(ctx, id)
+	case c.opts.Namespace == "":
 		return nil
 	}
 	return c.inSlot(ctx, func(ctx context.Context, cl *clusterClients) error {
-		return c.authorize(ctx, cl, id)
+		return c.accessReview(ctx, cl, id, c.opts.Namespace, "")
 	})
 }
 

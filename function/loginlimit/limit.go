@@ -3,23 +3,22 @@
 // take a token; a key whose bucket is empty is limited until it refills, and
 // the auth handler answers 429 before any cluster review for it.
 //
-// Memory is bounded: each LRU keeps at most Size keys, and a key evicted by
-// newer ones starts again with a full bucket. That is the trade-off of a
-// fixed size (as in tailscale's util/limiter), and one reason to limit by
-// address and by username separately: rotating usernames does not free an
-// address, and many addresses with one username stay limited by it.
+// Memory is bounded: each LRU (a keyedrate.Buckets) keeps at most Size
+// keys, and a key evicted by newer ones starts again with a full bucket.
+// That is the trade-off of a fixed size (as in tailscale's util/limiter),
+// and one reason to limit by address and by username separately: rotating
+// usernames does not free an address, and many addresses with one username
+// stay limited by it.
 //
 // Time is a parameter of every call, so tests step an explicit now.
 package loginlimit
 
 import (
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
-	"golang.org/x/time/rate"
+	"github.com/qci-appci/qci-appci/function/keyedrate"
 )
 
 // Defaults. A correct client never fails a login, so it never takes a token;
@@ -62,47 +61,29 @@ type Options struct {
 // Limiter limits failed logins by client address and by username. It is
 // safe for concurrent use.
 type Limiter struct {
-	rate  rate.Limit
-	burst int
-
-	mu    sync.Mutex
-	addrs *simplelru.LRU[string, *bucket]
-	users *simplelru.LRU[string, *bucket]
-}
-
-type bucket struct {
-	lim *rate.Limiter
-	// limited: reported as limited and not refilled to the full burst
-	// since, so that a key hammering at the edge of its limit is reported
-	// once, not once a refilled token.
-	limited bool
-	// pending counts logins let through by Begin whose outcome is not
-	// known yet: each may still fail and take a token, so Begin counts them
-	// against the bucket. Without that, every login arriving while reviews
-	// are in flight would see the same last token.
-	pending int
+	mu sync.Mutex
+	// Each bucket's Hold counts the logins let through by Begin whose
+	// outcome is not known yet: each may still fail and take a token, so
+	// Begin counts them against the bucket. Without that, every login
+	// arriving while reviews are in flight would see the same last token.
+	addrs *keyedrate.Buckets[string]
+	users *keyedrate.Buckets[string]
 }
 
 // New returns a limiter; it fails on a rate or burst that is not positive.
 func New(o Options) (*Limiter, error) {
-	if !(o.Rate > 0) || math.IsInf(o.Rate, 0) {
-		return nil, fmt.Errorf("loginlimit: rate %v must be a positive number", o.Rate)
-	}
-	if o.Burst < 1 {
-		return nil, fmt.Errorf("loginlimit: burst %d must be at least 1", o.Burst)
-	}
 	if o.Size <= 0 {
 		o.Size = DefaultSize
 	}
-	addrs, err := simplelru.NewLRU[string, *bucket](o.Size, nil)
+	addrs, err := keyedrate.New[string](o.Rate, o.Burst, o.Size)
 	if err != nil {
 		return nil, fmt.Errorf("loginlimit: %w", err)
 	}
-	users, err := simplelru.NewLRU[string, *bucket](o.Size, nil)
+	users, err := keyedrate.New[string](o.Rate, o.Burst, o.Size)
 	if err != nil {
 		return nil, fmt.Errorf("loginlimit: %w", err)
 	}
-	return &Limiter{rate: rate.Limit(o.Rate), burst: o.Burst, addrs: addrs, users: users}, nil
+	return &Limiter{addrs: addrs, users: users}, nil
 }
 
 // Limited reports whether the address or the username is limited at now,
@@ -110,22 +91,9 @@ func New(o Options) (*Limiter, error) {
 func (l *Limiter) Limited(now time.Time, addr, user string) (retryAfter time.Duration, limited bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.limited(now, peek(l.addrs, addr), peek(l.users, user))
-}
-
-func (l *Limiter) limited(now time.Time, buckets ...*bucket) (retryAfter time.Duration, limited bool) {
-	for _, b := range buckets {
-		if b == nil {
-			continue
-		}
-		missing := 1 + float64(b.pending) - b.lim.TokensAt(now)
-		if missing <= 0 {
-			continue
-		}
-		retryAfter = max(retryAfter, time.Duration(missing/float64(l.rate)*float64(time.Second)))
-		limited = true
-	}
-	return retryAfter, limited
+	ra, la := l.addrs.Wait(now, addr, 1)
+	ru, lu := l.users.Wait(now, user, 1)
+	return max(ra, ru), la || lu
 }
 
 // Pending is a login let through by Begin; End it with its outcome.
@@ -143,17 +111,20 @@ type Pending struct {
 func (l *Limiter) Begin(now time.Time, addr, user string) (p Pending, retryAfter time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	a := l.bucket(l.addrs, addr)
-	var u *bucket
+	a := l.addrs.Get(addr)
+	retryAfter, limited := a.Wait(now, 1)
+	var u *keyedrate.Bucket
 	if user != "" {
-		u = l.bucket(l.users, user)
+		u = l.users.Get(user)
+		ru, lu := u.Wait(now, 1)
+		retryAfter, limited = max(retryAfter, ru), limited || lu
 	}
-	if retryAfter, limited := l.limited(now, a, u); limited {
+	if limited {
 		return Pending{}, retryAfter, false
 	}
-	a.pending++
+	a.Hold()
 	if u != nil {
-		u.pending++
+		u.Hold()
 	}
 	return Pending{addr: addr, user: user}, 0, true
 }
@@ -164,9 +135,9 @@ func (l *Limiter) Begin(now time.Time, addr, user string) (p Pending, retryAfter
 // takes none.
 func (l *Limiter) End(now time.Time, p Pending, failed bool) []Key {
 	l.mu.Lock()
-	for _, b := range []*bucket{peek(l.addrs, p.addr), peek(l.users, p.user)} {
-		if b != nil && b.pending > 0 { // an evicted key starts afresh
-			b.pending--
+	for _, b := range []*keyedrate.Bucket{l.addrs.Peek(p.addr), l.users.Peek(p.user)} {
+		if b != nil {
+			b.Release() // an evicted key starts afresh
 		}
 	}
 	l.mu.Unlock()
@@ -174,16 +145,6 @@ func (l *Limiter) End(now time.Time, p Pending, failed bool) []Key {
 		return nil
 	}
 	return l.Failed(now, p.addr, p.user)
-}
-
-// bucket returns the bucket of key, made full if there is none.
-func (l *Limiter) bucket(lru *simplelru.LRU[string, *bucket], key string) *bucket {
-	b, ok := lru.Get(key)
-	if !ok {
-		b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
-		lru.Add(key, b)
-	}
-	return b
 }
 
 // Failed records a failed login of user from addr at now, and returns the
@@ -198,28 +159,18 @@ func (l *Limiter) Failed(now time.Time, addr, user string) []Key {
 	defer l.mu.Unlock()
 	var newly []Key
 	for _, k := range []struct {
-		lru  *simplelru.LRU[string, *bucket]
-		kind Kind
-		val  string
+		buckets *keyedrate.Buckets[string]
+		kind    Kind
+		val     string
 	}{{l.addrs, Address, addr}, {l.users, Username, user}} {
 		if k.kind == Username && k.val == "" {
 			continue
 		}
-		b := l.bucket(k.lru, k.val)
-		if b.lim.TokensAt(now) >= float64(l.burst) {
-			b.limited = false // quiet long enough to refill: report anew
-		}
-		b.lim.AllowN(now, 1)
-		if b.lim.TokensAt(now) < 1 && !b.limited {
-			b.limited = true
+		b := k.buckets.Get(k.val)
+		b.Take(now, 1)
+		if b.Tokens(now) < 1 && b.Report() {
 			newly = append(newly, Key{Kind: k.kind, Value: k.val})
 		}
 	}
 	return newly
-}
-
-// peek returns the bucket of key without making it recently used, or nil.
-func peek(lru *simplelru.LRU[string, *bucket], key string) *bucket {
-	b, _ := lru.Peek(key)
-	return b
 }

@@ -6,9 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
-	"golang.org/x/time/rate"
-
+	"github.com/qci-appci/qci-appci/function/keyedrate"
 	"github.com/qci-appci/qci-appci/function/login"
 )
 
@@ -49,24 +47,17 @@ func (e *LimitedError) Error() string {
 // user, and the uid (a user deleted and made again is someone else).
 type identity struct{ cluster, name, uid string }
 
+func identityOf(id login.Identity) identity {
+	return identity{cluster: id.Cluster, name: id.Name, uid: id.UID}
+}
+
 // reviewLimit is a token bucket of fresh reviews per identity, the
-// buckets in a fixed-size LRU as function/loginlimit keeps its own: an
+// buckets in a fixed-size LRU (keyedrate, as function/loginlimit): an
 // identity evicted by newer ones starts again with a full bucket, which
 // takes thousands of valid cluster identities to exploit.
 type reviewLimit struct {
-	rate  rate.Limit
-	burst int
-
 	mu      sync.Mutex
-	buckets *simplelru.LRU[identity, *limitBucket]
-}
-
-type limitBucket struct {
-	lim *rate.Limiter
-	// limited: reported as limited and not refilled to the full burst
-	// since, so that an identity at the edge of its limit is reported
-	// once.
-	limited bool
+	buckets *keyedrate.Buckets[identity]
 }
 
 // newReviewLimit returns the limit; a rate that is not positive means
@@ -80,46 +71,31 @@ func newReviewLimit(r float64, burst int) *reviewLimit {
 	if burst < 1 {
 		burst = DefaultReviewBurst
 	}
-	buckets, err := simplelru.NewLRU[identity, *limitBucket](limitEntries, nil)
+	buckets, err := keyedrate.New[identity](r, max(burst, MaxScopes), limitEntries)
 	if err != nil {
 		panic(fmt.Sprintf("policy: review limit: %v", err)) // only for a size below 1
 	}
-	return &reviewLimit{rate: rate.Limit(r), burst: max(burst, MaxScopes), buckets: buckets}
+	return &reviewLimit{buckets: buckets}
 }
 
 // retryAfter is how long until n fresh reviews fit id's bucket at now.
 func (l *reviewLimit) retryAfter(now time.Time, id login.Identity, n int) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	tokens := float64(l.burst)
-	if b, ok := l.buckets.Peek(identity{cluster: id.Cluster, name: id.Name, uid: id.UID}); ok {
-		tokens = b.lim.TokensAt(now)
-	}
-	return time.Duration(max(0, float64(n)-tokens) / float64(l.rate) * float64(time.Second))
+	wait, _ := l.buckets.Wait(now, identityOf(id), n)
+	return wait
 }
 
 // take takes n fresh reviews of id's bucket at now, all or none: nil when
-// they fit, else a LimitedError saying when they will.
+// they fit, else a LimitedError saying when they will. The first refusal
+// since the bucket was last full is Newly.
 func (l *reviewLimit) take(now time.Time, id login.Identity, n int) *LimitedError {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := identity{cluster: id.Cluster, name: id.Name, uid: id.UID}
-	b, ok := l.buckets.Get(k)
-	if !ok {
-		b = &limitBucket{lim: rate.NewLimiter(l.rate, l.burst)}
-		l.buckets.Add(k, b)
-	}
-	tokens := b.lim.TokensAt(now)
-	if tokens >= float64(l.burst) {
-		b.limited = false // quiet long enough to refill: report anew
-	}
-	if b.lim.AllowN(now, n) {
+	b := l.buckets.Get(identityOf(id))
+	if b.Take(now, n) {
 		return nil
 	}
-	e := &LimitedError{
-		RetryAfter: time.Duration((float64(n) - tokens) / float64(l.rate) * float64(time.Second)),
-		Newly:      !b.limited,
-	}
-	b.limited = true
-	return e
+	wait, _ := b.Wait(now, n) // a refused Take leaves the bucket as it was
+	return &LimitedError{RetryAfter: wait, Newly: b.Report()}
 }
