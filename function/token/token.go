@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -98,6 +99,11 @@ var (
 	ErrCritical   = errors.New("token has a crit header")
 	ErrDate       = errors.New("token date is not an integer NumericDate")
 	ErrTooLong    = errors.New("token lives longer than any we issue")
+	// ErrNotBase64URL: a byte other than the base64url alphabet and the
+	// two dots. Go's base64 decoders skip \r and \n even in strict mode,
+	// so without this check a token with line breaks inserted would
+	// decode to our token's bytes and verify.
+	ErrNotBase64URL = errors.New("token holds a byte outside base64url")
 )
 
 // Leeway is the clock skew allowed on exp, nbf and iat.
@@ -164,6 +170,9 @@ func (k *Keys) Sign(c *Claims) (string, error) {
 // NumericDates (see Claims.UnmarshalJSON), and exp may lie no further from
 // now than the longest lifetime we issue, plus Leeway.
 func (k *Keys) Verify(raw, host string, kind Kind, now time.Time) (*Claims, error) {
+	if i := strings.IndexFunc(raw, func(r rune) bool { return !isBase64URLOrDot(r) }); i >= 0 {
+		return nil, fmt.Errorf("%w: %w (at %d)", ErrInvalid, ErrNotBase64URL, i)
+	}
 	p := jwt.NewParser(
 		jwt.WithValidMethods([]string{method}),
 		jwt.WithIssuer(host),
@@ -196,6 +205,12 @@ func (k *Keys) Verify(raw, host string, kind Kind, now time.Time) (*Claims, erro
 		return nil, fmt.Errorf("%w: %w: %q, want %q", ErrInvalid, ErrWrongKind, c.Kind, kind)
 	}
 	return &c, nil
+}
+
+// isBase64URLOrDot reports whether r may stand in a compact JWS: the
+// base64url alphabet (RFC 4648 §5) and the dots between segments.
+func isBase64URLOrDot(r rune) bool {
+	return 'A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.'
 }
 
 // UnmarshalJSON decodes claims, refusing an exp, nbf or iat that is not an

@@ -164,6 +164,11 @@ func TestVerifyStrict(t *testing.T) {
 		{"non-canonical signature", straySignatureBits(good), nil},
 		{"non-canonical payload", signRaw(header, payload(ok)+" ", keyA, strayBits), nil},
 		{"padded signature", good + "=", nil},
+		// Go's base64 decoders skip \r and \n, strict or not: the same
+		// bytes, another token string.
+		{"CR in the signature", good[:len(good)-5] + "\r" + good[len(good)-5:], token.ErrNotBase64URL},
+		{"LF in the payload", strings.Replace(good, ".", ".\n", 1), token.ErrNotBase64URL},
+		{"CRLF in the header", "\r\n" + good, token.ErrNotBase64URL},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
