@@ -3,7 +3,9 @@
 // run on this machine it starts an upstream (nginx over TLS with a CA of
 // the bench's own, serving a token endpoint, manifests and blobs), nginx as
 // an auth-injecting proxy to it, and the real qci-appci binary, and
-// measures them interleaved against the upstream reached directly. A
+// measures them interleaved against the upstream reached directly; the
+// cold pull is measured again on quay.io's shape, an upstream whose blob
+// GETs are 302s to a pre-signed URL on a CDN of another name. A
 // secondary table repeats the throughput rows against a plain-HTTP
 // upstream. It writes results.json and the README's tables.
 //
@@ -85,6 +87,10 @@ type bench struct {
 	peers    map[string]*peer
 	tokenLog string
 	pullLog  string
+	// redirectLog and cdnLog are the access logs of quay.io's shape: the
+	// registry that redirects blob GETs and the CDN it redirects to.
+	redirectLog string
+	cdnLog      string
 }
 
 func run(o options) error {
@@ -129,7 +135,8 @@ func setUp(o options, dir string) (*bench, error) {
 		return nil, errors.New("nginx is not installed: apt-get install -y nginx-light")
 	}
 	b := &bench{o: o, dir: dir, bin: filepath.Join(dir, "qci-appci"), floor: filepath.Join(dir, "gofloor"),
-		tokenLog: filepath.Join(dir, "upstream", "token.log"), pullLog: filepath.Join(dir, "upstream", "pull.log")}
+		tokenLog: filepath.Join(dir, "upstream", "token.log"), pullLog: filepath.Join(dir, "upstream", "pull.log"),
+		redirectLog: filepath.Join(dir, "upstream", "redirect.log"), cdnLog: filepath.Join(dir, "upstream", "cdn.log")}
 	// Built as the image is (static, CGO_ENABLED=0, -trimpath: .ko.yaml)
 	// but with its symbols (no -s -w), so that perf can name its functions.
 	for bin, pkg := range map[string]string{b.bin: "./cmd/qci-appci", b.floor: "./test/bench/gofloor"} {
@@ -145,15 +152,19 @@ func setUp(o options, dir string) (*bench, error) {
 	if b.c, err = writeContent(dir, o.blobSize); err != nil {
 		return nil, err
 	}
-	b.up = upstreamPorts{tls: freePort(), pull: freePort(), plain: freePort()}
-	if b.upProc, err = startNginx(nginx, dir, "upstream", upstreamConf(dir, b.up, b.ca, b.c), b.up.tls, b.up.pull, b.up.plain); err != nil {
+	b.up = upstreamPorts{tls: freePort(), pull: freePort(), plain: freePort(), redirect: freePort(), cdn: freePort()}
+	if b.upProc, err = startNginx(nginx, dir, "upstream", upstreamConf(dir, b.up, b.ca, b.c), b.up.tls, b.up.pull, b.up.plain, b.up.redirect, b.up.cdn); err != nil {
 		return b, err
 	}
+
 	pp := proxyPorts{h2c: freePort(), h1: freePort(), plain: freePort()}
 	if b.ngProc, err = startNginx(nginx, dir, "proxy", proxyConf(dir, pp, b.up, b.ca), pp.h2c, pp.h1, pp.plain); err != nil {
 		return b, err
 	}
 	if b.fn, err = startFunc(b.bin, dir, b.upURL(b.up.tls), b.ca); err != nil {
+		return b, err
+	}
+	if err := b.checkCDN(); err != nil {
 		return b, err
 	}
 	if b.fnPlain, err = startFunc(b.bin, dir, "http://localhost:"+strconv.Itoa(b.up.plain), b.ca); err != nil {

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,11 +17,13 @@ import (
 	"time"
 )
 
-// upstreamPorts are the upstream nginx's three servers, all on one root:
-// TLS for the throughput rows (no access log), TLS with an access log for
-// the pull rows (every request the upstream is asked counted), and plain
-// HTTP for the secondary table.
-type upstreamPorts struct{ tls, pull, plain int }
+// upstreamPorts are the upstream nginx's servers, all on one root: TLS
+// for the throughput rows (no access log), TLS with an access log for the
+// pull rows (every request the upstream is asked counted), plain HTTP for
+// the secondary table, and quay.io's shape for the redirected pull rows:
+// a TLS registry (redirect) whose blob GETs are 302s to pre-signed URLs on
+// a TLS CDN of another name (cdn), each with an access log of its own.
+type upstreamPorts struct{ tls, pull, plain, redirect, cdn int }
 
 // upstreamConf is the upstream: nginx with sendfile and HTTP/1.1
 // keep-alive, a token endpoint at /v2/auth on its own host (as quay.io's
@@ -34,7 +40,13 @@ func upstreamConf(dir string, p upstreamPorts, ca *benchCA, c *content) string {
 		fmt.Fprintf(&digests, "    %s %s;\n", k, c.digests[k])
 	}
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(robotUser+":"+robotPass))
-	locations := func(scheme, log string) string {
+	blobs := fmt.Sprintf(`
+    location /v2/%[1]s/blobs/ {
+      if ($http_authorization != "Bearer %[2]s") { return 401; }
+      default_type application/octet-stream;
+      add_header Docker-Content-Digest $uri_digest;
+    }`, repo, upstreamTok)
+	locations := func(scheme, log, blobs string) string {
 		return fmt.Sprintf(`
     root %[1]s/www;
     %[6]s
@@ -53,12 +65,7 @@ func upstreamConf(dir string, p upstreamPorts, ca *benchCA, c *content) string {
       if ($http_authorization != "Bearer %[4]s") { return 401; }
       default_type %[7]s;
       add_header Docker-Content-Digest $manifest_digest;
-    }
-    location /v2/%[5]s/blobs/ {
-      if ($http_authorization != "Bearer %[4]s") { return 401; }
-      default_type application/octet-stream;
-      add_header Docker-Content-Digest $uri_digest;
-    }`, dir, scheme, basic, upstreamTok, repo, log, manifestType)
+    }%[8]s`, dir, scheme, basic, upstreamTok, repo, log, manifestType, blobs)
 	}
 	tlsConf := fmt.Sprintf(`
     ssl_certificate %s;
@@ -72,8 +79,10 @@ error_log %[1]s/upstream/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  map_hash_bucket_size 256;
+  map_hash_bucket_size 512;
   log_format uri '$request_method $request_uri $status';
+  log_format bytes '$request_method $request_uri $status $body_bytes_sent';
+  log_format cdn '$request_method $uri $status $body_bytes_sent';
   sendfile on;
   tcp_nopush on;
   keepalive_requests 1000000;
@@ -86,7 +95,7 @@ http {
 %[2]s  }
   map $uri $uri_digest {
     "~/(sha256:[0-9a-f]{64})$" $1;
-  }
+  }%[10]s
   server {
     listen 127.0.0.1:%[3]d ssl;%[6]s%[7]s
   }
@@ -95,12 +104,103 @@ http {
   }
   server {
     listen 127.0.0.1:%[5]d;%[9]s
-  }
+  }%[11]s
 }
 `, dir, digests.String(), p.tls, p.pull, p.plain, tlsConf,
-		locations("https", ""),
-		locations("https", "access_log "+dir+"/upstream/pull.log uri;"),
-		locations("http", ""))
+		locations("https", "", blobs),
+		locations("https", "access_log "+dir+"/upstream/pull.log uri;", blobs),
+		locations("http", "", blobs),
+		cdnMaps(p, c), redirectServers(dir, p, tlsConf, locations))
+}
+
+// cdnHost is the CDN's name, in the upstream's certificate beside
+// upstreamHost. It must be a name, not an IP literal:
+// go-containerregistry's checkRedirectSSRF refuses a redirect from a host
+// to a private or loopback IP literal.
+const cdnHost = "cdn.bench.test"
+
+// signedBlobURL is the pre-signed URL the redirecting upstream sends a blob
+// GET of digest to, in the shape of S3's query-string authentication (what
+// quay's S3 storage get_direct_download_url hands out, a boto
+// generate_presigned_url with ExpiresIn 600): the path quay's storage
+// gives the blob (storage/basestorage.py: datastorage/registry/sha256/<2
+// hex>/<hex>) and X-Amz-* parameters whose signature is an HMAC of that
+// path under a key of the run. The CDN serves exactly these URLs.
+func signedBlobURL(key []byte, digest string) (path, query string) {
+	hexd := strings.TrimPrefix(digest, "sha256:")
+	path = "/datastorage/registry/sha256/" + hexd[:2] + "/" + hexd
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(path))
+	query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIABENCHCDN%2F20261201%2Fus-east-1%2Fs3%2Faws4_request" +
+		"&X-Amz-Date=20261201T000000Z&X-Amz-Expires=600&X-Amz-SignedHeaders=host&X-Amz-Signature=" + hex.EncodeToString(m.Sum(nil))
+	return path, query
+}
+
+// cdnMaps are the redirecting upstream's map from a blob path to its
+// pre-signed URL, and the CDN's set of the URLs it signed.
+func cdnMaps(p upstreamPorts, c *content) string {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	var loc, signed strings.Builder
+	for _, d := range append([]string{c.blob}, c.pullBlobs...) {
+		path, query := signedBlobURL(key, d)
+		fmt.Fprintf(&loc, "    \"/v2/%s/blobs/%s\" \"https://%s:%d%s?%s\";\n", repo, d, cdnHost, p.cdn, path, query)
+		fmt.Fprintf(&signed, "    \"%s?%s\" 1;\n", path, query)
+	}
+	return fmt.Sprintf(`
+  map $uri $signed_blob_url {
+    default "";
+%s  }
+  map $request_uri $cdn_signed {
+    default 0;
+%s  }`, loc.String(), signed.String())
+}
+
+// redirectServers are quay.io's shape: the registry on p.redirect (the
+// same /v2/, token realm and manifests as the pull port, with its own
+// access log) answering each blob GET that carries the upstream token with
+// a 302 to its pre-signed URL, and the CDN on p.cdn serving the blob files
+// only at those URLs and to no request that carries an Authorization
+// header: S3 refuses a pre-signed request that also has one ("Only one
+// auth mechanism allowed"), and quay's CDN never sees registry credentials,
+// ours or the upstream's. Their logs give each request's status and the
+// body bytes sent.
+func redirectServers(dir string, p upstreamPorts, tlsConf string, locations func(scheme, log, blobs string) string) string {
+	redirect := fmt.Sprintf(`
+    location /v2/%[1]s/blobs/ {
+      if ($http_authorization != "Bearer %[2]s") { return 401; }
+      default_type application/json;
+      if ($signed_blob_url = "") {
+        return 404 '{"errors":[{"code":"BLOB_UNKNOWN","detail":{},"message":"blob unknown to registry"}]}';
+      }
+      return 302 $signed_blob_url;
+    }`, repo, upstreamTok)
+	return fmt.Sprintf(`
+  server {
+    listen 127.0.0.1:%[1]d ssl;%[3]s%[4]s
+  }
+  server {
+    listen 127.0.0.1:%[2]d ssl;%[3]s
+    access_log %[5]s/upstream/cdn.log cdn;
+    error_page 400 @invalid;
+    error_page 403 @denied;
+    location ~ "^/datastorage/registry/sha256/[0-9a-f]{2}/(?<blob_hex>[0-9a-f]{64})$" {
+      if ($http_authorization) { return 400; }
+      if ($cdn_signed = 0) { return 403; }
+      default_type application/octet-stream;
+      alias %[5]s/www/v2/%[6]s/blobs/sha256:$blob_hex;
+    }
+    location / { return 403; }
+    location @invalid {
+      default_type application/xml;
+      return 400 '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified</Message></Error>';
+    }
+    location @denied {
+      default_type application/xml;
+      return 403 '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>';
+    }
+  }`, p.redirect, p.cdn, tlsConf,
+		locations("https", "access_log "+dir+"/upstream/redirect.log bytes;", redirect), dir, repo)
 }
 
 // proxyPorts are nginx-as-proxy's servers: h2c (HTTP/2 with prior

@@ -62,6 +62,11 @@ func tables(r *results) string {
 	fmt.Fprintf(&t, "| upstream requests of the next pulls through that instance: by digest, again by digest (warm), by tag | | | %d, %d (%s), %d | | |\n",
 		len(p.FirstDigestUp), len(p.WarmDigestUp), shortDigests(strings.Join(p.WarmDigestUp, "; ")), len(p.WarmTagUp))
 	fmt.Fprintf(&t, "| upstream token fetches: each cold pull; 100 concurrent cold requests | | | %v; %d | | |\n", p.TokenFetchesPull, p.TokenFetches100)
+	fmt.Fprintf(&t, "| 3-layer pull, blobs redirected to a CDN as quay.io does (302 to a pre-signed URL), ms (median) | %.1f | | %.1f from exec (+%.1f) | | |\n", p.CDNDirectPullMs, p.CDNColdPullMs, p.CDNColdPullExtraMs)
+	fmt.Fprintf(&t, "| the same redirected pull by a fresh client through an instance already running (h2c), ms (median) | | | %.1f | | |\n", p.CDNWarmPullMs)
+	fmt.Fprintf(&t, "| upstream requests of a redirected cold pull (method, URI, status, body bytes) | | | %d: %s | | |\n", len(p.CDNColdPullUpstream), shortDigests(strings.Join(p.CDNColdPullUpstream, "; ")))
+	fmt.Fprintf(&t, "| the CDN's requests of that pull (from the client, not the function) | | | %d: %s | | |\n", len(p.CDNColdPullCDN), shortHex(strings.Join(p.CDNColdPullCDN, "; ")))
+	fmt.Fprintf(&t, "| upstream token fetches: each redirected cold pull | | | %v | | |\n", p.TokenFetchesCDN)
 
 	t.WriteString("\n**Targets** (ratios of samples taken one right after the other, medians):\n\n| target | measured | want | met |\n|---|---|---|---|\n")
 	for _, g := range r.Targets {
@@ -106,6 +111,12 @@ func rowWriter(t *strings.Builder, peers ...string) func(name string, m map[stri
 }
 
 var digestRE = regexp.MustCompile(`sha256:([0-9a-f]{12})[0-9a-f]{52}`)
+
+var hexPathRE = regexp.MustCompile(`/([0-9a-f]{12})[0-9a-f]{52}\b`)
+
+// shortHex abbreviates the hex digests that are path elements in s (the
+// CDN's blob paths) for a table cell.
+func shortHex(s string) string { return hexPathRE.ReplaceAllString(s, "/$1…") }
 
 // shortDigests abbreviates the digests in s for a table cell.
 func shortDigests(s string) string { return digestRE.ReplaceAllString(s, "sha256:$1…") }

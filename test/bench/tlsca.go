@@ -27,7 +27,7 @@ func newBenchCA(dir string) (*benchCA, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, key, err := ca.WriteServerFiles(dir, "upstream", upstreamHost)
+	cert, key, err := ca.WriteServerFiles(dir, "upstream", upstreamHost, cdnHost)
 	if err != nil {
 		return nil, fmt.Errorf("upstream certificate: %w", err)
 	}
